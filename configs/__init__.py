@@ -1,0 +1,88 @@
+"""Application settings: a YAML file from this folder plus ``RO_*`` overrides.
+
+``RO_CONFIG`` names the file (default ``configs/local.yaml``). Any setting can
+be overridden from the environment with ``RO_`` and ``__`` between levels,
+for example ``RO_KAFKA__BOOTSTRAP_SERVERS=broker:9092``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from events.errors import ConfigError
+from events.settings import KafkaSettings
+
+CONFIG_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG = CONFIG_DIR / "local.yaml"
+
+
+class EngineSettings(BaseModel):
+    """How many engine actors own the matches, and their deadlines' pace."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    engines: Annotated[int, Field(ge=1, le=64)] = 2
+    tick_interval_s: Annotated[float, Field(gt=0, le=5)] = 0.05
+
+
+class AppSettings(BaseSettings):
+    """Every setting of robot-orchestra, validated at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RO_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    engine: EngineSettings = EngineSettings()
+    templates_file: Path = CONFIG_DIR / "templates.yaml"
+    prompts_file: Path = CONFIG_DIR / "prompts.yaml"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the YAML file passed as init arguments.
+        return (env_settings, init_settings)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> AppSettings:
+    """Load and validate the settings; fail fast with the file's name.
+
+    Raises:
+        ConfigError: the file is missing or a setting is invalid.
+    """
+    chosen = Path(path or os.environ.get("RO_CONFIG") or DEFAULT_CONFIG)
+    if not chosen.is_absolute() and not chosen.exists():
+        chosen = CONFIG_DIR / chosen.name
+    try:
+        data = yaml.safe_load(chosen.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {chosen}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {chosen} must hold a mapping")
+    data.update(overrides)
+    try:
+        return AppSettings(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings in {chosen}:\n{exc}") from exc
+
+
+__all__ = ["AppSettings", "EngineSettings", "load_settings"]

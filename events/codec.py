@@ -1,0 +1,129 @@
+"""Encoding and decoding of envelopes, with the versioning rule.
+
+Versioning rule: ``schema_version`` is ``MAJOR.MINOR``. A reader accepts any
+record of its own major version. A newer minor version may only add optional
+fields (with defaults) to existing payloads or the envelope; a reader drops the
+fields it does not know from such a record. It never removes or renames a
+field, changes a field's meaning or type, or adds a payload type: those need a
+new major version, which an older reader refuses with an ``EventDecodeError``.
+Records of the reader's own or an older minor version must not carry unknown
+fields.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from events.envelope import SCHEMA_MAJOR, SCHEMA_MINOR, Envelope, Payload
+from events.errors import EventDecodeError
+
+_PAYLOAD_ADAPTER: TypeAdapter[Payload] = TypeAdapter(Payload)
+_PAYLOAD_TYPES: dict[str, type[BaseModel]] = {}
+
+
+def _payload_types() -> dict[str, type[BaseModel]]:
+    if not _PAYLOAD_TYPES:
+        union = Payload.__origin__  # type: ignore[attr-defined]
+        for model in union.__args__:
+            _PAYLOAD_TYPES[model.model_fields["type"].default] = model
+    return _PAYLOAD_TYPES
+
+
+def encode(envelope: Envelope) -> bytes:
+    """Serialize an envelope to UTF-8 JSON bytes."""
+    return envelope.model_dump_json().encode()
+
+
+def decode(data: bytes | str | None) -> Envelope:
+    """Parse and validate one record value.
+
+    Raises:
+        EventDecodeError: the record is not JSON, has an unknown type or an
+            unsupported version, or a field is missing or wrong. The error names
+            the field, the value seen and what was expected.
+    """
+    if data is None:
+        raise EventDecodeError("<record>", None, "a JSON object, got an empty value")
+    try:
+        return Envelope.model_validate_json(data)
+    except ValidationError as exc:
+        return _decode_slowly(data, exc)
+
+
+def _decode_slowly(data: bytes | str, first_error: ValidationError) -> Envelope:
+    """Explain a failed record, or accept it when it is a newer minor version."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventDecodeError("<record>", _preview(data), "valid JSON") from exc
+    if not isinstance(raw, dict):
+        raise EventDecodeError("<record>", raw, "a JSON object")
+
+    minor = _check_version(raw.get("schema_version"))
+    _check_type(raw)
+    if minor > SCHEMA_MINOR:
+        raw = _drop_unknown_fields(raw)
+        try:
+            return Envelope.model_validate_json(json.dumps(raw))
+        except ValidationError as exc:
+            raise _translate(exc) from exc
+    raise _translate(first_error) from first_error
+
+
+def _check_version(version: Any) -> int:
+    if not isinstance(version, str):
+        raise EventDecodeError(
+            "schema_version", version, f'a "MAJOR.MINOR" string like "{SCHEMA_MAJOR}.0"'
+        )
+    major, _, minor = version.partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        raise EventDecodeError("schema_version", version, 'a "MAJOR.MINOR" string')
+    if int(major) != SCHEMA_MAJOR:
+        raise EventDecodeError(
+            "schema_version",
+            version,
+            f"major version {SCHEMA_MAJOR}; upgrade the reader to read this record",
+        )
+    return int(minor)
+
+
+def _check_type(raw: dict[str, Any]) -> None:
+    known = _payload_types()
+    payload = raw.get("payload")
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    if kind not in known:
+        raise EventDecodeError(
+            "payload.type", kind, f"one of {', '.join(sorted(known))}"
+        )
+
+
+def _drop_unknown_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    model = _payload_types()[raw["payload"]["type"]]
+    payload = {k: v for k, v in raw["payload"].items() if k in model.model_fields}
+    envelope = {k: v for k, v in raw.items() if k in Envelope.model_fields}
+    envelope["payload"] = payload
+    return envelope
+
+
+def _translate(exc: ValidationError) -> EventDecodeError:
+    error = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in error["loc"]]
+    # A discriminated union puts the payload type into the location path;
+    # readers think of ``payload.text``, not ``payload.answer_submitted.text``.
+    if len(loc) >= 2 and loc[0] == "payload" and loc[1] in _payload_types():
+        del loc[1]
+    field = ".".join(loc) or "<record>"
+    return EventDecodeError(field, error.get("input"), error["msg"].lower())
+
+
+def _preview(data: bytes | str) -> str:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return text[:60]
+
+
+def decode_payload(data: dict[str, Any]) -> Payload:
+    """Validate a bare payload dict (used by tests and tools)."""
+    return _PAYLOAD_ADAPTER.validate_python(data, strict=False)

@@ -1,0 +1,218 @@
+"""A group consumer that stores an offset only after its record is processed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from events.client_config import consumer_config
+from events.codec import decode
+from events.envelope import Envelope
+from events.errors import BrokerError, EventDecodeError
+from events.offsets import OffsetTracker
+from events.producer import EventProducer
+from events.settings import KafkaSettings, TopicSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A decoded envelope and where it came from."""
+
+    envelope: Envelope
+    topic: str
+    partition: int
+    offset: int
+
+
+class EventConsumer:
+    """Consumes envelopes in batches; ``done(record)`` makes them committable.
+
+    A poll task of its own keeps calling the broker whatever the pace of
+    processing, so slow work never exceeds ``max.poll.interval.ms``; when
+    too many records wait, the assigned partitions are paused instead.
+    Records that cannot be decoded go to the dead-letter topic with the
+    reason, and consumption carries on. Delivery is at least once: after a
+    rebalance or crash a record may come again, so handlers dedupe by id.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        bootstrap: str,
+        group_id: str,
+        topics: Sequence[TopicSettings],
+        dead_letters: EventProducer,
+        *,
+        max_batch: int = 500,
+        max_buffered: int = 5000,
+        poll_timeout_s: float = 0.1,
+    ) -> None:
+        self.group_id = group_id
+        self._settings = settings
+        self._topics = [t.name for t in topics]
+        self._dead_letters = dead_letters
+        self._max_batch = max_batch
+        self._max_buffered = max_buffered
+        self._poll_timeout_s = poll_timeout_s
+        self._consumer = Consumer(consumer_config(settings, bootstrap, group_id))
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"poll-{group_id}")
+        self._tracker = OffsetTracker()
+        self._queue: asyncio.Queue[list[Record]] = asyncio.Queue()
+        self._buffered = 0
+        self._paused = False
+        self._poll_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.dead_lettered = 0
+
+    async def start(self) -> None:
+        """Join the group and begin polling."""
+        self._consumer.subscribe(self._topics, on_revoke=self._on_revoke)
+        self._poll_task = asyncio.create_task(self._poll_loop())
+
+    async def batches(self) -> AsyncIterator[list[Record]]:
+        """Yield batches of decoded records as they arrive, until closed."""
+        while not self._closing:
+            batch = await self._queue.get()
+            if not batch:
+                return
+            self._buffered -= len(batch)
+            yield batch
+
+    def done(self, record: Record) -> None:
+        """Mark a record processed; its offset is stored once all before it are."""
+        position = self._tracker.done((record.topic, record.partition), record.offset)
+        if position is not None:
+            self._store(record.topic, record.partition, position)
+
+    def in_flight(self) -> int:
+        """Records handed out and not yet marked done."""
+        return self._tracker.in_flight()
+
+    def lag(self) -> int:
+        """Records on the assigned partitions not yet consumed."""
+        total = 0
+        with contextlib.suppress(KafkaException):
+            for tp in self._consumer.assignment():
+                _, high = self._consumer.get_watermark_offsets(
+                    tp, timeout=1, cached=True
+                )
+                position = self._consumer.position([tp])[0].offset
+                if high >= 0 and position >= 0:
+                    total += max(0, high - position)
+        return total + self._buffered
+
+    async def close(self) -> None:
+        """Stop polling, commit stored offsets and leave the group."""
+        self._closing = True
+        if self._poll_task is not None:
+            await self._poll_task
+        self._queue.put_nowait([])
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._consumer.close)
+        self._executor.shutdown(wait=True)
+
+    async def _poll_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            try:
+                messages = await loop.run_in_executor(
+                    self._executor,
+                    self._consumer.consume,
+                    self._max_batch,
+                    self._poll_timeout_s,
+                )
+            except KafkaException as exc:
+                logger.warning("poll failed group=%s error=%s", self.group_id, exc)
+                await asyncio.sleep(0.5)
+                continue
+            batch = [r for m in messages if (r := await self._accept(m)) is not None]
+            if batch:
+                self._buffered += len(batch)
+                self._queue.put_nowait(batch)
+            self._apply_backpressure()
+
+    async def _accept(self, message: Message) -> Record | None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise BrokerError(f"consumer group={self.group_id}: {error}")
+            logger.debug("consumer event group=%s error=%s", self.group_id, error)
+            return None
+        topic, partition, offset = (
+            message.topic(),
+            message.partition(),
+            message.offset(),
+        )
+        self._tracker.add((topic, partition), offset)
+        try:
+            envelope = decode(message.value())
+        except EventDecodeError as exc:
+            await self._dead_letter(message, str(exc))
+            return None
+        return Record(envelope, topic, partition, offset)
+
+    async def _dead_letter(self, message: Message, reason: str) -> None:
+        headers = [
+            ("dlq.reason", reason.encode()),
+            ("dlq.topic", message.topic().encode()),
+            ("dlq.partition", str(message.partition()).encode()),
+            ("dlq.offset", str(message.offset()).encode()),
+            ("dlq.group", self.group_id.encode()),
+        ]
+        await self._dead_letters.append_raw(
+            self._settings.topics.dead_letters, message.key(), message.value(), headers
+        )
+        self.dead_lettered += 1
+        logger.warning(
+            "record dead-lettered topic=%s partition=%d offset=%d reason=%s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            reason,
+        )
+        position = self._tracker.done(
+            (message.topic(), message.partition()), message.offset()
+        )
+        if position is not None:
+            self._store(message.topic(), message.partition(), position)
+
+    def _apply_backpressure(self) -> None:
+        try:
+            if not self._paused and self._buffered > self._max_buffered:
+                self._consumer.pause(self._consumer.assignment())
+                self._paused = True
+            elif self._paused and self._buffered < self._max_buffered // 2:
+                self._consumer.resume(self._consumer.assignment())
+                self._paused = False
+        except KafkaException as exc:
+            logger.warning("pause/resume failed group=%s error=%s", self.group_id, exc)
+
+    def _store(self, topic: str, partition: int, position: int) -> None:
+        try:
+            self._consumer.store_offsets(
+                offsets=[KafkaTopicPartition(topic, partition, position)]
+            )
+        except KafkaException as exc:
+            # The partition moved to another member in a rebalance; that member
+            # resumes from the last commit and may process the record again.
+            logger.debug("offset not stored topic=%s error=%s", topic, exc)
+
+    def _on_revoke(
+        self, _consumer: Consumer, partitions: list[KafkaTopicPartition]
+    ) -> None:
+        for tp in partitions:
+            self._tracker.forget((tp.topic, tp.partition))
+        logger.info(
+            "partitions revoked group=%s partitions=%s",
+            self.group_id,
+            [(tp.topic, tp.partition) for tp in partitions],
+        )

@@ -1,0 +1,123 @@
+"""The envelope every record carries, and the union of all payloads."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Self
+
+from pydantic import Field, model_validator
+
+from events._types import Identifier, Model, UtcDatetime
+from events.match_events import (
+    AnswerSubmitted,
+    LateResultRecorded,
+    MatchCreated,
+    MatchEnded,
+    MatchStarted,
+    PlayerJoined,
+    RobotsAssigned,
+    RoundScored,
+    RoundStarted,
+    VoteCast,
+    VotingOpened,
+)
+from events.robot_events import (
+    POOL_PAYLOADS,
+    AnswerGenerated,
+    GenerateAnswer,
+    GenerateVote,
+    GenerationFailed,
+    PoolScaled,
+    RobotStarted,
+    RobotStopped,
+    VoteGenerated,
+)
+
+SCHEMA_MAJOR = 1
+SCHEMA_MINOR = 0
+SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
+
+Payload = Annotated[
+    MatchCreated
+    | PlayerJoined
+    | RobotsAssigned
+    | MatchStarted
+    | RoundStarted
+    | AnswerSubmitted
+    | VotingOpened
+    | VoteCast
+    | RoundScored
+    | LateResultRecorded
+    | MatchEnded
+    | GenerateAnswer
+    | GenerateVote
+    | AnswerGenerated
+    | VoteGenerated
+    | GenerationFailed
+    | RobotStarted
+    | RobotStopped
+    | PoolScaled,
+    Field(discriminator="type"),
+]
+
+
+class Envelope(Model):
+    """One record on any topic: identity, causality and a typed payload.
+
+    ``match_id`` is the Kafka key of every match, command and result record.
+    Pool records have no match; they are keyed by persona instead.
+    """
+
+    event_id: uuid.UUID
+    type: str
+    schema_version: Annotated[str, Field(pattern=r"^\d+\.\d+$")]
+    match_id: Identifier | None
+    occurred_at: UtcDatetime
+    producer: str
+    causation_id: uuid.UUID | None = None
+    correlation_id: uuid.UUID | None = None
+    payload: Payload
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        if self.type != self.payload.type:
+            raise ValueError(
+                f"envelope type {self.type!r} differs from payload type "
+                f"{self.payload.type!r}"
+            )
+        if self.match_id is None and not isinstance(self.payload, POOL_PAYLOADS):
+            raise ValueError(f"a {self.type} record needs a match_id")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: the match id, or the persona for pool records."""
+        if self.match_id is not None:
+            return self.match_id
+        assert isinstance(self.payload, POOL_PAYLOADS)
+        return self.payload.persona
+
+
+def new_event(
+    payload: Payload,
+    *,
+    match_id: str | None,
+    producer: str,
+    causation_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Envelope:
+    """Wrap a payload in a fresh envelope stamped with the current UTC time."""
+    return Envelope(
+        event_id=event_id or uuid.uuid4(),
+        type=payload.type,
+        schema_version=SCHEMA_VERSION,
+        match_id=match_id,
+        occurred_at=occurred_at or datetime.now(UTC),
+        producer=producer,
+        causation_id=causation_id,
+        correlation_id=correlation_id,
+        payload=payload,
+    )

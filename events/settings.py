@@ -1,0 +1,87 @@
+"""Kafka settings: where the broker is, how to authenticate, which topics."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class TopicSettings(BaseModel):
+    """One topic's name and partition count."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
+    partitions: Annotated[int, Field(ge=1, le=1000)] = 6
+
+
+class Topics(BaseModel):
+    """Every topic the system reads and writes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    match_events: TopicSettings = TopicSettings(name="match-events")
+    robot_commands: TopicSettings = TopicSettings(name="robot-commands")
+    robot_events: TopicSettings = TopicSettings(name="robot-events")
+    pool_events: TopicSettings = TopicSettings(name="pool-events", partitions=3)
+    dead_letters: TopicSettings = TopicSettings(name="dead-letters", partitions=1)
+
+    def all(self) -> list[TopicSettings]:
+        """Every topic, in a stable order."""
+        return [
+            self.match_events,
+            self.robot_commands,
+            self.robot_events,
+            self.pool_events,
+            self.dead_letters,
+        ]
+
+
+class KafkaSettings(BaseModel):
+    """How to reach Kafka. No bootstrap servers means the embedded broker."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap_servers: str = ""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    sasl_mechanism: Literal["OAUTHBEARER", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = (
+        None
+    )
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    aws_region: str | None = None
+    client_id: str = "robot-orchestra"
+    replication_factor: int = Field(default=1, ge=-1)
+    session_timeout_ms: Annotated[int, Field(ge=1000)] = 6000
+    heartbeat_interval_ms: Annotated[int, Field(ge=100)] = 1500
+    max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300_000
+    linger_ms: Annotated[int, Field(ge=0)] = 1
+    request_timeout_ms: Annotated[int, Field(ge=1000)] = 30_000
+    topics: Topics = Topics()
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Self:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be at "
+                f"most a third of session_timeout_ms ({self.session_timeout_ms})"
+            )
+        if self.sasl_mechanism == "OAUTHBEARER" and not self.aws_region:
+            raise ValueError("OAUTHBEARER (MSK IAM) needs aws_region")
+        scram = (self.sasl_mechanism or "").startswith("SCRAM")
+        if scram and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"{self.sasl_mechanism} needs sasl_username/password")
+        if self.sasl_mechanism and not self.security_protocol.startswith("SASL"):
+            raise ValueError(
+                f"sasl_mechanism {self.sasl_mechanism} needs security_protocol "
+                f"SASL_SSL or SASL_PLAINTEXT, got {self.security_protocol}"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no bootstrap servers are configured."""
+        return not self.bootstrap_servers.strip()

@@ -1,0 +1,23 @@
+"""Errors raised by the game rules."""
+
+from __future__ import annotations
+
+
+class GameError(Exception):
+    """Base error of the game package."""
+
+
+class RuleViolation(GameError):
+    """A command broke a rule of the game; nothing was changed.
+
+    ``code`` is a stable machine-readable reason such as ``wrong_phase``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class TemplateError(GameError):
+    """A match template or its overrides are invalid."""
