@@ -16,6 +16,7 @@ from events.client_config import consumer_config
 from events.codec import decode
 from events.envelope import Envelope
 from events.errors import BrokerError, EventDecodeError
+from events.keys import located
 from events.offsets import OffsetTracker
 from events.producer import EventProducer
 from events.settings import KafkaSettings, TopicSettings
@@ -147,11 +148,7 @@ class EventConsumer:
                 raise BrokerError(f"consumer group={self.group_id}: {error}")
             logger.debug("consumer event group=%s error=%s", self.group_id, error)
             return None
-        topic, partition, offset = (
-            message.topic(),
-            message.partition(),
-            message.offset(),
-        )
+        topic, partition, offset = located(message)
         self._tracker.add((topic, partition), offset)
         try:
             envelope = decode(message.value())
@@ -161,29 +158,32 @@ class EventConsumer:
         return Record(envelope, topic, partition, offset)
 
     async def _dead_letter(self, message: Message, reason: str) -> None:
-        headers = [
+        topic, partition, offset = located(message)
+        headers: list[tuple[str, str | bytes | None]] = [
             ("dlq.reason", reason.encode()),
-            ("dlq.topic", message.topic().encode()),
-            ("dlq.partition", str(message.partition()).encode()),
-            ("dlq.offset", str(message.offset()).encode()),
+            ("dlq.topic", topic.encode()),
+            ("dlq.partition", str(partition).encode()),
+            ("dlq.offset", str(offset).encode()),
             ("dlq.group", self.group_id.encode()),
         ]
+        key = message.key()
         await self._dead_letters.append_raw(
-            self._settings.topics.dead_letters, message.key(), message.value(), headers
+            self._settings.topics.dead_letters,
+            key.encode() if isinstance(key, str) else key,
+            message.value(),
+            headers,
         )
         self.dead_lettered += 1
         logger.warning(
             "record dead-lettered topic=%s partition=%d offset=%d reason=%s",
-            message.topic(),
-            message.partition(),
-            message.offset(),
+            topic,
+            partition,
+            offset,
             reason,
         )
-        position = self._tracker.done(
-            (message.topic(), message.partition()), message.offset()
-        )
+        position = self._tracker.done((topic, partition), offset)
         if position is not None:
-            self._store(message.topic(), message.partition(), position)
+            self._store(topic, partition, position)
 
     def _apply_backpressure(self) -> None:
         try:

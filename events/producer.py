@@ -15,7 +15,7 @@ from events.client_config import producer_config
 from events.codec import encode
 from events.envelope import Envelope
 from events.errors import DeliveryError
-from events.keys import partition_for
+from events.keys import located, partition_for
 from events.settings import KafkaSettings, TopicSettings
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class EventProducer:
         topic: TopicSettings,
         key: bytes | None,
         value: bytes | None,
-        headers: list[tuple[str, bytes]],
+        headers: list[tuple[str, str | bytes | None]],
     ) -> Appended:
         """Write bytes as they are (dead letters keep the original record)."""
         loop = asyncio.get_running_loop()
@@ -116,7 +116,7 @@ class EventProducer:
         value: bytes | None,
         partition: int,
         on_delivery: Any,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         while True:
             try:
@@ -151,10 +151,11 @@ class EventProducer:
 def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Appended]) -> Any:
     def on_delivery(err: KafkaError | None, msg: Message) -> None:
         if err is not None:
-            error: BaseException = DeliveryError(msg.topic(), _key(msg), str(err))
+            topic = msg.topic() or "?"
+            error: BaseException = DeliveryError(topic, _key(msg), str(err))
             loop.call_soon_threadsafe(_set_exception, future, error)
         else:
-            done = Appended(msg.topic(), msg.partition(), msg.offset())
+            done = Appended(*located(msg))
             loop.call_soon_threadsafe(_set_result, future, done)
 
     return on_delivery

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from events.client_config import common_config
 from events.codec import decode
 from events.envelope import Envelope
 from events.errors import BrokerError, EventDecodeError
-from events.keys import partition_for
+from events.keys import located, partition_for
 from events.settings import KafkaSettings, TopicSettings
 
 logger = logging.getLogger(__name__)
@@ -46,19 +47,10 @@ def read_partitions(
         }
     )
     try:
-        ends = {}
-        for p in partitions:
-            _, high = consumer.get_watermark_offsets(
-                KafkaTopicPartition(topic.name, p), timeout=timeout_s
-            )
-            if high > 0:
-                ends[p] = high
-        if not ends:
-            return
         consumer.assign(
-            [KafkaTopicPartition(topic.name, p, OFFSET_BEGINNING) for p in ends]
+            [KafkaTopicPartition(topic.name, p, OFFSET_BEGINNING) for p in partitions]
         )
-        yield from _drain(consumer, ends, timeout_s)
+        yield from _drain(consumer, set(partitions), timeout_s)
     except KafkaException as exc:
         raise BrokerError(f"cannot read {topic.name} from {bootstrap}: {exc}") from exc
     finally:
@@ -66,26 +58,24 @@ def read_partitions(
 
 
 def _drain(
-    consumer: Consumer, ends: dict[int, int], timeout_s: float
+    consumer: Consumer, partitions: set[int], timeout_s: float
 ) -> Iterator[LogEntry]:
-    remaining = dict(ends)
-    idle_polls = 0
+    # The end of a partition is found from the fetch responses' high
+    # watermark (partition EOF), not from ListOffsets: the embedded broker
+    # answers ListOffsets(latest) with a wrong offset (seen with Tansu 0.6.0).
+    remaining = set(partitions)
+    deadline = time.monotonic() + timeout_s
     while remaining:
-        messages = consumer.consume(1000, 0.5)
-        if not messages:
-            idle_polls += 1
-            if idle_polls * 0.5 > timeout_s:
-                raise BrokerError(f"timed out reading partitions {sorted(remaining)}")
-            continue
-        idle_polls = 0
-        for message in messages:
-            if message.error() is not None:
+        if time.monotonic() > deadline:
+            raise BrokerError(f"timed out reading partitions {sorted(remaining)}")
+        for message in consumer.consume(1000, 0.2):
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(message.partition() or 0)
                 continue
-            partition, offset = message.partition(), message.offset()
-            if partition not in remaining or offset >= remaining[partition]:
-                continue
-            if offset == remaining[partition] - 1:
-                del remaining[partition]
+            _, partition, offset = located(message)
+            deadline = time.monotonic() + timeout_s
             try:
                 yield LogEntry(partition, offset, decode(message.value()))
             except EventDecodeError as exc:
