@@ -94,6 +94,10 @@ class EventConsumer:
         if position is not None:
             self._store(record.topic, record.partition, position)
 
+    def assignment(self) -> list[tuple[str, int]]:
+        """The topic partitions this member holds now."""
+        return [(tp.topic, tp.partition) for tp in self._consumer.assignment()]
+
     def in_flight(self) -> int:
         """Records handed out and not yet marked done."""
         return self._tracker.in_flight()

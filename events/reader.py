@@ -5,9 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+)
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from events.client_config import common_config
@@ -28,6 +34,7 @@ class LogEntry:
     offset: int
     envelope: Envelope | None
     error: EventDecodeError | None = None
+    headers: dict[str, bytes] = field(default_factory=dict)
 
 
 def read_partitions(
@@ -76,10 +83,22 @@ def _drain(
                 continue
             _, partition, offset = located(message)
             deadline = time.monotonic() + timeout_s
+            headers = _headers(message)
             try:
-                yield LogEntry(partition, offset, decode(message.value()))
+                envelope = decode(message.value())
             except EventDecodeError as exc:
-                yield LogEntry(partition, offset, None, exc)
+                yield LogEntry(partition, offset, None, exc, headers)
+            else:
+                yield LogEntry(partition, offset, envelope, None, headers)
+
+
+def _headers(message: Message) -> dict[str, bytes]:
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {
+        str(key): value.encode() if isinstance(value, str) else value or b""
+        for key, value in pairs
+    }
 
 
 def read_match(

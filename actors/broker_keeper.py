@@ -1,0 +1,53 @@
+"""A detached actor that owns the embedded broker for the whole Ray cluster."""
+
+from __future__ import annotations
+
+import logging
+
+import ray
+
+from events.broker import EmbeddedBroker
+from events.settings import KafkaSettings
+from events.topics import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+BROKER_ACTOR_NAME = "robot-orchestra-broker"
+NAMESPACE = "robot-orchestra"
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class BrokerKeeper:
+    """Runs the embedded broker; it dies with this actor's process."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._broker = EmbeddedBroker()
+        self._broker.start()
+        self._topics = ensure_topics(settings, self._broker.bootstrap)
+
+    def bootstrap(self) -> str:
+        """The broker's ``host:port``."""
+        return self._broker.bootstrap
+
+    def stop(self) -> None:
+        """Stop the broker (its data is lost)."""
+        self._broker.stop()
+
+
+def backbone_address(settings: KafkaSettings) -> str:
+    """The configured brokers, or the cluster's embedded broker (started once).
+
+    Raises:
+        events.BrokerError: the broker could not be started or reached.
+    """
+    if not settings.embedded:
+        ensure_topics(settings, settings.bootstrap_servers)
+        return settings.bootstrap_servers
+    keeper = BrokerKeeper.options(  # type: ignore[attr-defined]
+        name=BROKER_ACTOR_NAME,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(settings)
+    address: str = ray.get(keeper.bootstrap.remote())
+    return address
