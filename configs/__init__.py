@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,6 +33,7 @@ class EngineSettings(BaseModel):
 
     engines: Annotated[int, Field(ge=1, le=64)] = 2
     tick_interval_s: Annotated[float, Field(gt=0, le=5)] = 0.05
+    ended_retention_s: Annotated[float, Field(ge=0)] = 600.0
 
 
 class AppSettings(BaseSettings):
@@ -47,8 +48,27 @@ class AppSettings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     engine: EngineSettings = EngineSettings()
+    personas_file: Path = CONFIG_DIR / "personas.yaml"
     templates_file: Path = CONFIG_DIR / "templates.yaml"
     prompts_file: Path = CONFIG_DIR / "prompts.yaml"
+
+    @model_validator(mode="after")
+    def _check_engines(self) -> Self:
+        partitions = self.kafka.topics.match_events.partitions
+        if self.engine.engines > partitions:
+            raise ValueError(
+                f"engine.engines ({self.engine.engines}) cannot exceed the "
+                f"match_events partitions ({partitions}): an engine owns partitions"
+            )
+        return self
+
+    def persona_names(self) -> tuple[str, ...]:
+        """The names of the configured robot personas."""
+        data = yaml.safe_load(self.personas_file.read_text()) or {}
+        names = tuple(p["name"] for p in data.get("personas", []))
+        if not names:
+            raise ConfigError(f"no personas in {self.personas_file}")
+        return names
 
     @classmethod
     def settings_customise_sources(

@@ -2,8 +2,10 @@
 
 Versioning rule: ``schema_version`` is ``MAJOR.MINOR``. A reader accepts any
 record of its own major version. A newer minor version may only add optional
-fields (with defaults) to existing payloads or the envelope; a reader drops the
-fields it does not know from such a record. It never removes or renames a
+fields (with defaults) at the top level of an existing payload or of the
+envelope; a reader drops the fields it does not know from such a record.
+Fields inside nested objects (a seat of ``MatchStarted``, say) are not
+dropped, so adding one there takes a new major version. It never removes or renames a
 field, changes a field's meaning or type, or adds a payload type: those need a
 new major version, which an older reader refuses with an ``EventDecodeError``.
 Records of the reader's own or an older minor version must not carry unknown
@@ -48,9 +50,11 @@ def decode(data: bytes | str | None) -> Envelope:
     if data is None:
         raise EventDecodeError("<record>", None, "a JSON object, got an empty value")
     try:
-        return Envelope.model_validate_json(data)
+        envelope = Envelope.model_validate_json(data)
     except ValidationError as exc:
         return _decode_slowly(data, exc)
+    _check_version(envelope.schema_version)
+    return envelope
 
 
 def _decode_slowly(data: bytes | str, first_error: ValidationError) -> Envelope:

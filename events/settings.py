@@ -27,6 +27,16 @@ class Topics(BaseModel):
     pool_events: TopicSettings = TopicSettings(name="pool-events", partitions=3)
     dead_letters: TopicSettings = TopicSettings(name="dead-letters", partitions=1)
 
+    @model_validator(mode="after")
+    def _check_partitions(self) -> Self:
+        counts = (self.match_events.partitions, self.robot_events.partitions)
+        if counts[0] != counts[1]:
+            raise ValueError(
+                "match_events and robot_events need the same partition count "
+                f"(an engine owns the same partitions of both), got {counts}"
+            )
+        return self
+
     def all(self) -> list[TopicSettings]:
         """Every topic, in a stable order."""
         return [

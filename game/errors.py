@@ -18,6 +18,9 @@ class RuleViolation(GameError):
         self.message = message
         super().__init__(f"{code}: {message}")
 
+    def __reduce__(self) -> tuple[type[RuleViolation], tuple[str, str]]:
+        return (type(self), (self.code, self.message))
+
 
 class TemplateError(GameError):
     """A match template or its overrides are invalid."""

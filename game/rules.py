@@ -11,6 +11,7 @@ import copy
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from events import Payload
 from events.match_events import (
@@ -30,7 +31,7 @@ from events.match_events import (
     VotingOpened,
 )
 from events.robot_events import AnswerGenerated, VoteGenerated
-from game.errors import RuleViolation
+from game.errors import GameError, RuleViolation
 from game.prompts import PromptBank
 from game.scoring import score_round, winners
 from game.state import MatchState, evolve
@@ -84,11 +85,12 @@ def join_match(
     state: MatchState, player_id: str, token_sha256: str, ctx: Context
 ) -> list[Payload]:
     """Seat a human; the match starts as soon as its human places are full."""
-    settings = _check_phase(state, "lobby")
     if player_id in state.players:
         raise RuleViolation("already_joined", "this player is already in the match")
-    if len(state.players) >= settings.humans:
-        raise RuleViolation("match_full", "every human place is taken")
+    if state.settings and len(state.players) >= state.settings.humans:
+        if state.phase != "ended":
+            raise RuleViolation("match_full", "every human place is taken")
+    settings = _check_phase(state, "lobby")
     if settings.invite_expires_at and ctx.now >= settings.invite_expires_at:
         raise RuleViolation("invite_expired", "the invite code has expired")
     decision = _Decision(state, ctx)
@@ -169,10 +171,11 @@ def accept_robot_result(
     if occupant is None or occupant not in state.personas:
         raise RuleViolation("not_in_match", f"{result.seat!r} is not a robot seat")
     current = state.current
-    phase = "answering" if isinstance(result, AnswerGenerated) else "voting"
-    deadline = current.answer_deadline if phase == "answering" else None
-    if current is not None and phase == "voting":
-        deadline = current.vote_deadline
+    phase: Literal["answering", "voting"] = "voting"
+    deadline = current.vote_deadline if current else None
+    if isinstance(result, AnswerGenerated):
+        phase = "answering"
+        deadline = current.answer_deadline if current else None
     on_time = (
         current is not None
         and state.phase == phase
@@ -351,6 +354,8 @@ def _pick_personas(
     personas: tuple[str, ...], count: int, rng: random.Random
 ) -> list[str]:
     """Distinct personas while they last, then repeats in a fresh shuffle."""
+    if count and not personas:
+        raise GameError("no robot personas are configured; see configs/personas.yaml")
     picked: list[str] = []
     while len(picked) < count:
         batch = list(personas)

@@ -79,10 +79,23 @@ class TemplateBook(BaseModel):
             counts = {"humans": humans, "robots": robots}
         elif name in self.templates:
             counts = self.templates[name]
+            given = {"humans": humans, "robots": robots}
+            for key, value in given.items():
+                if value is not None and value != counts[key]:
+                    raise TemplateError(
+                        f"template {name!r} has {counts[key]} {key}, got {value}; "
+                        "use the custom template for other counts"
+                    )
         else:
             known = ", ".join([*sorted(self.templates), "custom"])
             raise TemplateError(f"unknown template {name!r}; expected one of {known}")
         _check_seats(counts["humans"], counts["robots"])
+        unknown = set(timing_overrides) - set(Timings.model_fields)
+        if unknown:
+            raise TemplateError(
+                f"unknown timing setting(s) {sorted(unknown)}; expected some of "
+                f"{sorted(Timings.model_fields)}"
+            )
         try:
             timings = self.defaults.model_copy(update=timing_overrides)
             timings = Timings.model_validate(timings.model_dump())
