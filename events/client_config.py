@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from events.msk_auth import msk_token_callback
 from events.settings import KafkaSettings
+
+_LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
 
 
 def common_config(settings: KafkaSettings, bootstrap: str) -> dict[str, Any]:
@@ -14,6 +17,8 @@ def common_config(settings: KafkaSettings, bootstrap: str) -> dict[str, Any]:
         "bootstrap.servers": bootstrap,
         "client.id": settings.client_id,
         "security.protocol": settings.security_protocol,
+        # librdkafka's own log lines go to Python logging, not raw stderr.
+        "logger": _LIBRDKAFKA_LOGGER,
     }
     if settings.sasl_mechanism is not None:
         config["sasl.mechanisms"] = settings.sasl_mechanism

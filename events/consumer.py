@@ -53,6 +53,7 @@ class EventConsumer:
         topics: Sequence[TopicSettings],
         dead_letters: EventProducer,
         *,
+        partitions: Sequence[int] | None = None,
         max_batch: int = 500,
         max_buffered: int = 5000,
         poll_timeout_s: float = 0.1,
@@ -60,6 +61,7 @@ class EventConsumer:
         self.group_id = group_id
         self._settings = settings
         self._topics = [t.name for t in topics]
+        self._partitions = list(partitions) if partitions is not None else None
         self._dead_letters = dead_letters
         self._max_batch = max_batch
         self._max_buffered = max_buffered
@@ -75,8 +77,21 @@ class EventConsumer:
         self.dead_lettered = 0
 
     async def start(self) -> None:
-        """Join the group and begin polling."""
-        self._consumer.subscribe(self._topics, on_revoke=self._on_revoke)
+        """Join the group (or take the given partitions) and begin polling.
+
+        With explicit partitions the member takes them by ``assign``: no
+        rebalance moves them, and the group's committed offsets still apply.
+        """
+        if self._partitions is None:
+            self._consumer.subscribe(self._topics, on_revoke=self._on_revoke)
+        else:
+            self._consumer.assign(
+                [
+                    KafkaTopicPartition(topic, partition)
+                    for topic in self._topics
+                    for partition in self._partitions
+                ]
+            )
         self._poll_task = asyncio.create_task(self._poll_loop())
 
     async def batches(self) -> AsyncIterator[list[Record]]:

@@ -87,9 +87,9 @@ def join_match(
     """Seat a human; the match starts as soon as its human places are full."""
     if player_id in state.players:
         raise RuleViolation("already_joined", "this player is already in the match")
-    if state.settings and len(state.players) >= state.settings.humans:
-        if state.phase != "ended":
-            raise RuleViolation("match_full", "every human place is taken")
+    full = state.settings and len(state.players) >= state.settings.humans
+    if full and state.phase != "ended":
+        raise RuleViolation("match_full", "every human place is taken")
     settings = _check_phase(state, "lobby")
     if settings.invite_expires_at and ctx.now >= settings.invite_expires_at:
         raise RuleViolation("invite_expired", "the invite code has expired")

@@ -40,3 +40,11 @@ def _ray_init() -> Any:
 def test_guard_refuses_to_start(start: Callable[[], Any]) -> None:
     with pytest.raises(RuntimeError, match="move this test to tests/integration"):
         start()
+
+
+def test_guard_refuses_our_producer() -> None:
+    from events.producer import EventProducer
+    from events.settings import KafkaSettings
+
+    with pytest.raises(RuntimeError, match="must not start Ray or Kafka"):
+        EventProducer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), "127.0.0.1:1")

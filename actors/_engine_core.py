@@ -1,0 +1,417 @@
+"""The match engine's core: the single writer of the matches it owns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from actors._deadlines import DeadlineQueue
+from actors.engines import engine_index, invite_engine
+from actors.errors import UnknownMatch, WrongEngine
+from configs import AppSettings
+from events import DeliveryError, Envelope, Payload, new_event
+from events.producer import EventProducer
+from events.reader import read_partitions
+from game import (
+    Context,
+    MatchState,
+    PromptBank,
+    RuleViolation,
+    TemplateBook,
+    advance,
+    cast_vote,
+    create_match,
+    evolve,
+    join_match,
+    new_invite_code,
+    pending_robot_commands,
+    submit_answer,
+)
+
+logger = logging.getLogger(__name__)
+
+Decide = Callable[[MatchState, Context], list[Payload]]
+_CORRELATION = uuid.UUID("6f1c3c52-3b0e-4d53-9d0e-6a1f3f0b7a10")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to a player's command: accepted, or refused with a reason."""
+
+    ok: bool
+    match_id: str = ""
+    code: str = ""
+    message: str = ""
+    seq: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineCore:
+    """Decides, appends, folds and schedules for the matches it owns.
+
+    Every change is appended to ``match-events`` and confirmed by the broker
+    before it is folded into memory, so the in-memory log of a match is
+    always a prefix-equal copy of the Kafka log.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        settings: AppSettings,
+        bootstrap: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.index = index
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.topics = settings.kafka.topics
+        self.producer = EventProducer(settings.kafka, bootstrap)
+        self.bank = PromptBank.load(settings.prompts_file)
+        self.book = TemplateBook.load(settings.templates_file)
+        self.personas = settings.persona_names()
+        self.rng = rng or random.SystemRandom()
+        self.matches: dict[str, MatchState] = {}
+        self.logs: dict[str, list[Envelope]] = {}
+        self.invites: dict[str, str] = {}
+        self.deadlines = DeadlineQueue()
+        self.sent_commands: set[str] = set()
+        self.ended_at: dict[str, datetime] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._changed: dict[str, asyncio.Event] = {}
+        self.ready = asyncio.Event()
+
+    # Ownership
+
+    def owned_partitions(self) -> list[int]:
+        """The ``match-events`` partitions this engine writes."""
+        count = self.topics.match_events.partitions
+        return [
+            p for p in range(count) if p % self.settings.engine.engines == self.index
+        ]
+
+    def _check_owner(self, match_id: str) -> None:
+        owner = engine_index(match_id, self.settings)
+        if owner != self.index:
+            raise WrongEngine(match_id, self.index, owner)
+
+    # Rebuild
+
+    async def rebuild(self) -> int:
+        """Fold every match of the owned partitions from the log; returns count."""
+        entries = await asyncio.to_thread(
+            lambda: list(
+                read_partitions(
+                    self.settings.kafka,
+                    self.bootstrap,
+                    self.topics.match_events,
+                    self.owned_partitions(),
+                )
+            )
+        )
+        for entry in entries:
+            event = entry.envelope
+            if event is None or event.match_id is None:
+                logger.warning("skipping bad record offset=%d", entry.offset)
+                continue
+            state = self.matches.setdefault(event.match_id, MatchState(event.match_id))
+            state.apply(event)
+            self.logs.setdefault(event.match_id, []).append(event)
+        unfinished = [m for m, s in self.matches.items() if s.phase != "ended"]
+        for match_id, state in list(self.matches.items()):
+            if state.phase == "ended":
+                self._forget(match_id)
+            else:
+                self._index(match_id, state)
+        self.ready.set()
+        logger.info(
+            "engine rebuilt engine=%d events=%d unfinished=%d",
+            self.index,
+            len(entries),
+            len(unfinished),
+        )
+        for match_id in unfinished:
+            await self._send_robot_commands(match_id)
+        return len(unfinished)
+
+    # Commands
+
+    async def create_match(
+        self,
+        template: str,
+        player_id: str,
+        token_sha256: str = "",
+        *,
+        humans: int | None = None,
+        robots: int | None = None,
+        timings: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """Create a match owned by this engine and seat its creator."""
+        resolved = self.book.resolve(
+            template, humans=humans, robots=robots, **(timings or {})
+        )
+        match_id = self._new_match_id()
+        invite = self._new_invite_code() if resolved.humans > 1 else None
+        self.matches[match_id] = MatchState(match_id)
+        self.logs[match_id] = []
+
+        def decide(state: MatchState, ctx: Context) -> list[Payload]:
+            created = create_match(resolved, ctx.now, invite)
+            scratch = MatchState(match_id)
+            for payload in created:
+                evolve(scratch, payload)
+            return [*created, *join_match(scratch, player_id, token_sha256, ctx)]
+
+        try:
+            outcome = await self.execute(match_id, decide)
+        except Exception:
+            self.matches.pop(match_id, None)
+            self.logs.pop(match_id, None)
+            raise
+        if invite:
+            self.invites[invite] = match_id
+        return Outcome(True, match_id, seq=outcome.seq, data={"invite_code": invite})
+
+    async def join_by_code(
+        self, code: str, player_id: str, token_sha256: str = ""
+    ) -> Outcome:
+        """Seat a player in the match behind an invite code."""
+        match_id = self.invites.get(code.strip().upper())
+        if match_id is None:
+            return Outcome(False, code="unknown_invite", message="no such invite code")
+        return await self.execute(
+            match_id, lambda s, c: join_match(s, player_id, token_sha256, c)
+        )
+
+    async def submit_answer(
+        self, match_id: str, player_id: str, text: str, command_id: str
+    ) -> Outcome:
+        """A player's answer to the current prompt."""
+        return await self.execute(
+            match_id, lambda s, c: submit_answer(s, player_id, text, command_id, c)
+        )
+
+    async def cast_vote(
+        self, match_id: str, player_id: str, target: str, command_id: str
+    ) -> Outcome:
+        """A player's vote for the seat they think is human."""
+        return await self.execute(
+            match_id, lambda s, c: cast_vote(s, player_id, target, command_id, c)
+        )
+
+    async def execute(
+        self, match_id: str, decide: Decide, causation_id: uuid.UUID | None = None
+    ) -> Outcome:
+        """Decide against the folded state, append, then fold the new events.
+
+        Raises:
+            UnknownMatch: no such match here.
+            WrongEngine: the match belongs to another engine.
+            events.DeliveryError: the broker did not confirm; nothing changed
+                in memory beyond a reload of the match from the log.
+        """
+        self._check_owner(match_id)
+        async with self._locks[match_id]:
+            state = self.matches.get(match_id)
+            if state is None:
+                raise UnknownMatch(match_id)
+            try:
+                payloads = decide(state, self.context())
+            except RuleViolation as exc:
+                return Outcome(
+                    False, match_id, exc.code, exc.message, self.seq(match_id)
+                )
+            if payloads:
+                await self._append(match_id, state, payloads, causation_id)
+        if payloads:
+            await self._send_robot_commands(match_id)
+        return Outcome(True, match_id, seq=self.seq(match_id))
+
+    async def _append(
+        self,
+        match_id: str,
+        state: MatchState,
+        payloads: list[Payload],
+        causation_id: uuid.UUID | None,
+    ) -> None:
+        correlation = uuid.uuid5(_CORRELATION, match_id)
+        events = [
+            new_event(
+                p,
+                match_id=match_id,
+                producer=f"engine-{self.index}",
+                causation_id=causation_id,
+                correlation_id=correlation,
+            )
+            for p in payloads
+        ]
+        try:
+            await self.producer.append_many(
+                [(self.topics.match_events, e) for e in events]
+            )
+        except DeliveryError:
+            logger.warning("append failed match_id=%s; reloading from log", match_id)
+            await self._reload(match_id)
+            raise
+        before = state.phase
+        for event in events:
+            state.apply(event)
+            self.logs[match_id].append(event)
+        if state.phase != before:
+            logger.info(
+                "match state match_id=%s round=%d state=%s->%s",
+                match_id,
+                len(state.rounds),
+                before,
+                state.phase,
+            )
+        self._index(match_id, state)
+        self._notify(match_id)
+
+    async def _reload(self, match_id: str) -> None:
+        from events.reader import read_match
+
+        events = await asyncio.to_thread(
+            read_match, self.settings.kafka, self.bootstrap, match_id
+        )
+        state = MatchState(match_id)
+        for event in events:
+            state.apply(event)
+        self.matches[match_id] = state
+        self.logs[match_id] = events
+        self._notify(match_id)
+
+    # Robots
+
+    async def _send_robot_commands(self, match_id: str) -> None:
+        state = self.matches.get(match_id)
+        if state is None:
+            return
+        fresh = [
+            c
+            for c in pending_robot_commands(state)
+            if c.command_id not in self.sent_commands
+        ]
+        if not fresh:
+            return
+        self.sent_commands.update(c.command_id for c in fresh)
+        records = [
+            (
+                self.topics.robot_commands,
+                new_event(c, match_id=match_id, producer=f"engine-{self.index}"),
+            )
+            for c in fresh
+        ]
+        try:
+            await self.producer.append_many(records)
+        except DeliveryError as exc:
+            self.sent_commands.difference_update(c.command_id for c in fresh)
+            logger.warning(
+                "robot commands not sent match_id=%s error=%s", match_id, exc
+            )
+
+    # Deadlines and housekeeping
+
+    async def tick(self) -> None:
+        """Close every phase whose deadline passed; evict old ended matches."""
+        now = self.now()
+        for match_id in self.deadlines.pop_due(now):
+            state = self.matches.get(match_id)
+            if state is None or state.phase == "ended":
+                continue
+            try:
+                await self.execute(match_id, advance)
+            except DeliveryError:
+                self.deadlines.push(now + timedelta(seconds=0.5), match_id)
+        retention = timedelta(seconds=self.settings.engine.ended_retention_s)
+        for match_id, ended in list(self.ended_at.items()):
+            if now - ended > retention:
+                self._evict(match_id)
+
+    def _index(self, match_id: str, state: MatchState) -> None:
+        deadline = state.deadline()
+        if deadline is not None:
+            self.deadlines.push(deadline, match_id)
+        if state.phase != "lobby" and state.settings and state.settings.invite_code:
+            self.invites.pop(state.settings.invite_code, None)
+        elif state.phase == "lobby" and state.settings and state.settings.invite_code:
+            self.invites[state.settings.invite_code] = match_id
+        if state.phase == "ended":
+            self.ended_at.setdefault(match_id, self.now())
+
+    def _forget(self, match_id: str) -> None:
+        self.matches.pop(match_id, None)
+        self.logs.pop(match_id, None)
+
+    def _evict(self, match_id: str) -> None:
+        self._forget(match_id)
+        self.ended_at.pop(match_id, None)
+        self._locks.pop(match_id, None)
+        self._changed.pop(match_id, None)
+
+    # Reading
+
+    def seq(self, match_id: str) -> int:
+        """How many events the match has: the sequence number of the last one."""
+        return len(self.logs.get(match_id, ()))
+
+    async def events_since(
+        self, match_id: str, after: int, wait_s: float = 0.0
+    ) -> list[Envelope]:
+        """Events after sequence number ``after``; waits up to ``wait_s`` for one."""
+        self._check_owner(match_id)
+        if match_id not in self.logs:
+            raise UnknownMatch(match_id)
+        if self.seq(match_id) <= after and wait_s > 0:
+            signal = self._changed.setdefault(match_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), wait_s)
+        return list(self.logs.get(match_id, [])[after:])
+
+    def _notify(self, match_id: str) -> None:
+        signal = self._changed.pop(match_id, None)
+        if signal is not None:
+            signal.set()
+
+    # Helpers
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def context(self) -> Context:
+        return Context(
+            now=self.now(), rng=self.rng, prompts=self.bank, personas=self.personas
+        )
+
+    def _new_match_id(self) -> str:
+        while True:
+            match_id = f"m-{self.rng.getrandbits(64):016x}"
+            if engine_index(match_id, self.settings) == self.index:
+                return match_id
+
+    def _new_invite_code(self) -> str:
+        while True:
+            code = new_invite_code(self.rng)
+            engines = self.settings.engine.engines
+            if invite_engine(code, engines) == self.index and code not in self.invites:
+                return code
+
+    def status(self) -> dict[str, Any]:
+        """Counts for operators."""
+        phases: dict[str, int] = defaultdict(int)
+        for state in self.matches.values():
+            phases[state.phase] += 1
+        return {
+            "engine": self.index,
+            "matches": len(self.matches),
+            "phases": dict(phases),
+            "open_invites": len(self.invites),
+            "deadlines_queued": len(self.deadlines),
+        }

@@ -1,0 +1,191 @@
+"""The match engine actor: owns a share of the matches and their deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+import ray
+
+from actors._engine_core import EngineCore, Outcome
+from actors.errors import ActorsError
+from configs import AppSettings
+from events import DeliveryError, Envelope
+from events.consumer import EventConsumer, Record
+from events.robot_events import AnswerGenerated, GenerationFailed, VoteGenerated
+from game import RuleViolation, accept_robot_result
+
+logger = logging.getLogger(__name__)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class MatchEngine:
+    """One of ``engine.engines`` engines; Ray restarts it when it dies.
+
+    On every start it rebuilds its matches from ``match-events`` before it
+    accepts a command, then folds robot results from its partitions of
+    ``robot-events`` and closes phases whose deadlines pass.
+    """
+
+    def __init__(self, index: int, settings: AppSettings, bootstrap: str) -> None:
+        self._core = EngineCore(index, settings, bootstrap)
+        self._results = EventConsumer(
+            settings.kafka,
+            bootstrap,
+            f"robot-orchestra-engine-{index}",
+            [settings.kafka.topics.robot_events],
+            self._core.producer,
+            partitions=self._core.owned_partitions(),
+        )
+        self._tasks = [asyncio.get_running_loop().create_task(self._run())]
+
+    async def _run(self) -> None:
+        await self._core.rebuild()
+        await self._results.start()
+        self._tasks += [
+            asyncio.create_task(self._fold_results()),
+            asyncio.create_task(self._tick()),
+        ]
+
+    async def ready(self) -> bool:
+        """Wait until the engine rebuilt its matches; True when it did."""
+        await self._core.ready.wait()
+        return True
+
+    async def create_match(
+        self,
+        template: str,
+        player_id: str,
+        token_sha256: str = "",
+        humans: int | None = None,
+        robots: int | None = None,
+        timings: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """Create a match and seat its creator.
+
+        Args:
+            template: ``classic``, ``duo`` or ``custom``.
+            player_id: the creating player's id.
+            token_sha256: hash of the player's secret token.
+            humans: human seats, for ``custom``.
+            robots: robot seats, for ``custom``.
+            timings: overrides of the template's timings.
+
+        Returns:
+            The outcome; ``data["invite_code"]`` is set when others must join.
+        """
+        await self._core.ready.wait()
+        return await self._core.create_match(
+            template,
+            player_id,
+            token_sha256,
+            humans=humans,
+            robots=robots,
+            timings=timings,
+        )
+
+    async def join_by_code(
+        self, code: str, player_id: str, token_sha256: str = ""
+    ) -> Outcome:
+        """Seat a player behind an invite code held by this engine."""
+        await self._core.ready.wait()
+        return await self._core.join_by_code(code, player_id, token_sha256)
+
+    async def submit_answer(
+        self, match_id: str, player_id: str, text: str, command_id: str
+    ) -> Outcome:
+        """A player's answer; refused outcomes carry a code and a message.
+
+        Raises:
+            UnknownMatch: no such match on this engine.
+            WrongEngine: another engine owns the match.
+        """
+        await self._core.ready.wait()
+        return await self._core.submit_answer(match_id, player_id, text, command_id)
+
+    async def cast_vote(
+        self, match_id: str, player_id: str, target: str, command_id: str
+    ) -> Outcome:
+        """A player's vote for the seat they think is human."""
+        await self._core.ready.wait()
+        return await self._core.cast_vote(match_id, player_id, target, command_id)
+
+    async def events_since(
+        self, match_id: str, after: int, wait_s: float = 0.0
+    ) -> list[Envelope]:
+        """The match's events after sequence ``after``, waiting up to ``wait_s``."""
+        await self._core.ready.wait()
+        return await self._core.events_since(match_id, after, wait_s)
+
+    async def status(self) -> dict[str, Any]:
+        """Match counts per phase, open invites and queued deadlines."""
+        return self._core.status()
+
+    async def shutdown(self) -> None:
+        """Stop consuming and flush the producer (before a planned kill)."""
+        for task in self._tasks:
+            task.cancel()
+        await self._results.close()
+        self._core.producer.close()
+
+    async def _tick(self) -> None:
+        interval = self._core.settings.engine.tick_interval_s
+        while True:
+            try:
+                await self._core.tick()
+            except Exception:
+                logger.exception("engine tick failed engine=%d", self._core.index)
+            await asyncio.sleep(interval)
+
+    async def _fold_results(self) -> None:
+        async for batch in self._results.batches():
+            per_match: dict[str, list[Record]] = defaultdict(list)
+            for record in batch:
+                per_match[record.envelope.key].append(record)
+            # Matches fold concurrently; one match's results stay in order.
+            outcomes = await asyncio.gather(
+                *(self._fold(r) for r in per_match.values()), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    logger.error("robot results not folded error=%r", outcome)
+
+    async def _fold(self, records: list[Record]) -> None:
+        for record in records:
+            try:
+                await self._fold_one(record)
+            except DeliveryError:
+                # Not marked done: the record comes again after a restart.
+                logger.warning("robot result not folded; broker did not confirm")
+                continue
+            self._results.done(record)
+
+    async def _fold_one(self, record: Record) -> None:
+        result = record.envelope.payload
+        match_id = record.envelope.key
+        if isinstance(result, GenerationFailed):
+            logger.warning(
+                "robot generation failed match_id=%s seat=%s reason=%s",
+                match_id,
+                result.seat,
+                result.reason,
+            )
+            return
+        if not isinstance(result, AnswerGenerated | VoteGenerated):
+            logger.warning("unexpected %s on robot-events", result.type)
+            return
+        try:
+            outcome = await self._core.execute(
+                match_id,
+                lambda state, ctx: accept_robot_result(state, result, ctx),
+                causation_id=record.envelope.event_id,
+            )
+        except (ActorsError, RuleViolation) as exc:
+            logger.warning("robot result dropped match_id=%s reason=%s", match_id, exc)
+            return
+        if not outcome.ok:
+            logger.warning(
+                "robot result refused match_id=%s code=%s", match_id, outcome.code
+            )
