@@ -304,7 +304,7 @@ class EngineCore:
         self.sent_commands.update(c.command_id for c in fresh)
         records = [
             (
-                self.topics.robot_commands,
+                self.topics.persona_commands(c.persona),
                 new_event(c, match_id=match_id, producer=f"engine-{self.index}"),
             )
             for c in fresh

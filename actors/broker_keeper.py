@@ -6,6 +6,7 @@ import logging
 
 import ray
 
+from configs import AppSettings
 from events.broker import EmbeddedBroker
 from events.settings import KafkaSettings
 from events.topics import ensure_topics
@@ -20,10 +21,10 @@ NAMESPACE = "robot-orchestra"
 class BrokerKeeper:
     """Runs the embedded broker; it dies with this actor's process."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, personas: tuple[str, ...]) -> None:
         self._broker = EmbeddedBroker()
         self._broker.start()
-        self._topics = ensure_topics(settings, self._broker.bootstrap)
+        self._topics = ensure_topics(settings, self._broker.bootstrap, personas)
 
     def bootstrap(self) -> str:
         """The broker's ``host:port``."""
@@ -34,20 +35,24 @@ class BrokerKeeper:
         self._broker.stop()
 
 
-def backbone_address(settings: KafkaSettings) -> str:
+def backbone_address(settings: AppSettings) -> str:
     """The configured brokers, or the cluster's embedded broker (started once).
+
+    Either way every topic, the personas' command topics included, exists
+    when this returns.
 
     Raises:
         events.BrokerError: the broker could not be started or reached.
     """
-    if not settings.embedded:
-        ensure_topics(settings, settings.bootstrap_servers)
-        return settings.bootstrap_servers
+    kafka, personas = settings.kafka, settings.persona_names()
+    if not kafka.embedded:
+        ensure_topics(kafka, kafka.bootstrap_servers, personas)
+        return kafka.bootstrap_servers
     keeper = BrokerKeeper.options(  # type: ignore[attr-defined]
         name=BROKER_ACTOR_NAME,
         namespace=NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
-    ).remote(settings)
+    ).remote(kafka, personas)
     address: str = ray.get(keeper.bootstrap.remote())
     return address

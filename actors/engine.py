@@ -34,7 +34,7 @@ class MatchEngine:
         self._results = EventConsumer(
             settings.kafka,
             bootstrap,
-            f"robot-orchestra-engine-{index}",
+            f"engine-{index}.{settings.kafka.topics.robot_events.name}",
             [settings.kafka.topics.robot_events],
             self._core.producer,
             partitions=self._core.owned_partitions(),

@@ -36,6 +36,25 @@ class EngineSettings(BaseModel):
     ended_retention_s: Annotated[float, Field(ge=0)] = 600.0
 
 
+class PoolSettings(BaseModel):
+    """How the orchestrator runs the robot pool (bounds live per persona)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    orchestrators: Annotated[int, Field(ge=1, le=16)] = 1
+    think_time_scale: Annotated[float, Field(ge=0)] = 1.0
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = 50
+    scale_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    upscale_delay_s: Annotated[float, Field(ge=0)] = 0.0
+    downscale_delay_s: Annotated[float, Field(ge=0)] = 15.0
+    health_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    health_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    worker_num_cpus: Annotated[float, Field(ge=0)] = 0.0
+    worker_resources: dict[str, float] = Field(default_factory=dict)
+    memory_matches: Annotated[int, Field(ge=10)] = 2000
+    seed: int = 0
+
+
 class AppSettings(BaseSettings):
     """Every setting of robot-orchestra, validated at start-up."""
 
@@ -48,6 +67,7 @@ class AppSettings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     engine: EngineSettings = EngineSettings()
+    pool: PoolSettings = PoolSettings()
     personas_file: Path = CONFIG_DIR / "personas.yaml"
     templates_file: Path = CONFIG_DIR / "templates.yaml"
     prompts_file: Path = CONFIG_DIR / "prompts.yaml"
@@ -105,4 +125,4 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> AppSettin
         raise ConfigError(f"invalid settings in {chosen}:\n{exc}") from exc
 
 
-__all__ = ["AppSettings", "EngineSettings", "load_settings"]
+__all__ = ["AppSettings", "EngineSettings", "PoolSettings", "load_settings"]

@@ -23,11 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    settings = load_settings().kafka
+    settings = load_settings()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with EmbeddedBroker(port=args.port) as broker:
-        ensure_topics(settings, broker.bootstrap)
+        ensure_topics(settings.kafka, broker.bootstrap, settings.persona_names())
         print(broker.bootstrap, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()

@@ -22,6 +22,7 @@ class Topics(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     match_events: TopicSettings = TopicSettings(name="match-events")
+    # The name prefix and partition count of the per-persona command topics.
     robot_commands: TopicSettings = TopicSettings(name="robot-commands")
     robot_events: TopicSettings = TopicSettings(name="robot-events")
     pool_events: TopicSettings = TopicSettings(name="pool-events", partitions=3)
@@ -37,11 +38,20 @@ class Topics(BaseModel):
             )
         return self
 
+    def persona_commands(self, persona: str) -> TopicSettings:
+        """The command topic of one persona's pool: ``robot-commands.<persona>``.
+
+        Each persona has a topic of its own so its consumer group's lag is
+        exactly that persona's backlog and one slow persona never holds up
+        the partitions of another.
+        """
+        base = self.robot_commands
+        return TopicSettings(name=f"{base.name}.{persona}", partitions=base.partitions)
+
     def all(self) -> list[TopicSettings]:
-        """Every topic, in a stable order."""
+        """Every topic but the per-persona command topics, in a stable order."""
         return [
             self.match_events,
-            self.robot_commands,
             self.robot_events,
             self.pool_events,
             self.dead_letters,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -18,9 +19,14 @@ logger = logging.getLogger(__name__)
 
 
 def ensure_topics(
-    settings: KafkaSettings, bootstrap: str, timeout_s: float = 15.0
+    settings: KafkaSettings,
+    bootstrap: str,
+    personas: Sequence[str] = (),
+    timeout_s: float = 15.0,
 ) -> dict[str, int]:
     """Create missing topics and check the partition counts of existing ones.
+
+    ``personas`` adds each persona's command topic.
 
     Returns:
         Each topic name with its partition count.
@@ -37,6 +43,7 @@ def ensure_topics(
         raise BrokerError(f"cannot list topics on {bootstrap}: {exc}") from exc
 
     wanted = settings.topics.all()
+    wanted += [settings.topics.persona_commands(p) for p in personas]
     missing = [
         NewTopic(t.name, t.partitions, settings.replication_factor)
         for t in wanted

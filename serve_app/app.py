@@ -25,7 +25,7 @@ class Gateway:
 
     async def __init__(self, config_path: str | None = None) -> None:  # type: ignore[misc]
         self.settings: AppSettings = load_settings(config_path)
-        self.bootstrap = await asyncio.to_thread(backbone_address, self.settings.kafka)
+        self.bootstrap = await asyncio.to_thread(backbone_address, self.settings)
         logger.info("gateway ready broker=%s", self.bootstrap)
 
     def __serve_build_asgi_app__(self) -> Starlette:
@@ -39,6 +39,10 @@ class Gateway:
             "broker": self.bootstrap,
             "embedded_broker": kafka.embedded,
             "topics": [t.name for t in kafka.topics.all()],
+            "robot_command_topics": [
+                kafka.topics.persona_commands(p).name
+                for p in self.settings.persona_names()
+            ],
         }
         return JSONResponse(body)
 

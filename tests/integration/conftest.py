@@ -25,6 +25,9 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield running
 
 
+PERSONAS = ("curious_student", "skeptical_scientist", "creative_artist")
+
+
 def fresh_topics(prefix: str = "t") -> Topics:
     """Topic names no other test uses."""
     tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -46,7 +49,7 @@ def kafka(broker: EmbeddedBroker) -> KafkaSettings:
         heartbeat_interval_ms=1000,
         topics=fresh_topics(),
     )
-    ensure_topics(settings, broker.bootstrap)
+    ensure_topics(settings, broker.bootstrap, PERSONAS)
     return settings
 
 

@@ -15,6 +15,7 @@ from events.robot_events import (
     VoteGenerated,
 )
 from events.settings import KafkaSettings
+from tests.integration.conftest import PERSONAS
 
 
 class StandInRobots:
@@ -40,7 +41,7 @@ class StandInRobots:
             kafka,
             bootstrap,
             f"stand-in-robots-{uuid.uuid4().hex[:6]}",
-            [kafka.topics.robot_commands],
+            [kafka.topics.persona_commands(p) for p in PERSONAS],
             self.producer,
         )
         self.commands: list[Envelope] = []

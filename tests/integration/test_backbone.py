@@ -10,11 +10,12 @@ import pytest
 
 from events import Envelope, new_event
 from events.broker import EmbeddedBroker
-from events.consumer import EventConsumer, Record
+from events.consumer import EventConsumer
 from events.match_events import PlayerJoined
 from events.producer import EventProducer
 from events.reader import read_partitions
 from events.settings import KafkaSettings
+from tests.integration.collect import Collector
 from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -24,31 +25,6 @@ def joined(match_id: str, n: int) -> Envelope:
     return new_event(
         PlayerJoined(player_id=f"player-{n}"), match_id=match_id, producer="test"
     )
-
-
-class Collector:
-    """Consumes in the background, marking each record done."""
-
-    def __init__(self, consumer: EventConsumer) -> None:
-        self.consumer = consumer
-        self.records: list[Record] = []
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> Collector:
-        await self.consumer.start()
-        self.task = asyncio.create_task(self._run())
-        return self
-
-    async def _run(self) -> None:
-        async for batch in self.consumer.batches():
-            for record in batch:
-                self.records.append(record)
-                self.consumer.done(record)
-
-    async def stop(self) -> None:
-        await self.consumer.close()
-        if self.task is not None:
-            await self.task
 
 
 def consumer(

@@ -44,8 +44,8 @@ def test_healthz_names_the_broker_and_topics(serve_port: int) -> None:
     assert host == "127.0.0.1" and int(port) > 0
     assert body["topics"] == [
         "match-events",
-        "robot-commands",
         "robot-events",
         "pool-events",
         "dead-letters",
     ]
+    assert "robot-commands.curious_student" in body["robot_command_topics"]

@@ -21,7 +21,6 @@ def test_settings_local_config_uses_the_embedded_broker() -> None:
     assert settings.kafka.session_timeout_ms == 6000
     assert [t.name for t in settings.kafka.topics.all()] == [
         "match-events",
-        "robot-commands",
         "robot-events",
         "pool-events",
         "dead-letters",

@@ -1,0 +1,392 @@
+"""One persona's pool: its consumer group, its workers, its scaling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+
+from actors._scaling import ScalePolicy
+from actors.personas import Persona
+from actors.worker import RobotWorker
+from configs import AppSettings
+from events import Envelope, Payload, new_event
+from events.consumer import EventConsumer, Record
+from events.producer import EventProducer
+from events.robot_events import (
+    AnswerGenerated,
+    GenerateAnswer,
+    GenerateVote,
+    GenerationFailed,
+    PoolScaled,
+    RobotStarted,
+    RobotStopped,
+    VoteGenerated,
+)
+
+logger = logging.getLogger(__name__)
+
+_WORKER_FAILURES = (RayActorError, ActorUnavailableError)
+_DEADLINE_MARGIN_S = 1.0
+_MAX_ATTEMPTS = 3
+
+
+@dataclass
+class WorkerSlot:
+    """A worker actor and what the pool knows of it."""
+
+    worker_id: str
+    handle: Any
+    in_flight: int = 0
+    draining: bool = False
+
+
+@dataclass
+class PoolStats:
+    """Running figures of a pool, for status and metrics."""
+
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    answered: int = 0
+    fallbacks: int = 0
+    failed: int = 0
+    expired: int = 0
+    duplicates: int = 0
+    replaced: int = 0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class PersonaPool:
+    """Consumes a persona's commands, runs them on workers, publishes results.
+
+    Offsets are stored only after a result was confirmed by the broker.
+    Think time is a timer per result, so it never holds up anything else.
+    """
+
+    def __init__(
+        self,
+        persona: Persona,
+        settings: AppSettings,
+        bootstrap: str,
+        producer: EventProducer,
+        owner: str,
+    ) -> None:
+        self.persona = persona
+        self.settings = settings
+        self.owner = owner
+        self.producer = producer
+        topics = settings.kafka.topics
+        self.topics = topics
+        commands = topics.persona_commands(persona.name)
+        self.consumer = EventConsumer(
+            settings.kafka,
+            bootstrap,
+            # Named after the topic, so each deployment's topics get groups
+            # of their own and never wait on another's members.
+            f"pool.{commands.name}",
+            [commands],
+            producer,
+            max_batch=max(settings.pool.batch_size * 4, 100),
+        )
+        self.policy = ScalePolicy(
+            persona.pool, settings.pool.upscale_delay_s, settings.pool.downscale_delay_s
+        )
+        self.workers: dict[str, WorkerSlot] = {}
+        self.stats = PoolStats()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._worker_ready = asyncio.Event()
+        self._rng = random.Random(settings.pool.seed)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Start the minimum of workers, then join the group."""
+        await self.resize(self.persona.pool.min_workers, "starting at min_workers")
+        await self.consumer.start()
+        self._spawn(self._dispatch_loop())
+
+    async def stop(self) -> None:
+        """Leave the group and stop every worker."""
+        await self.consumer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for slot in list(self.workers.values()):
+            ray.kill(slot.handle, no_restart=True)
+        self.workers.clear()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # Dispatch
+
+    async def _dispatch_loop(self) -> None:
+        async for batch in self.consumer.batches():
+            fresh = [r for r in batch if self._admit(r)]
+            size = self.settings.pool.batch_size
+            for i in range(0, len(fresh), size):
+                self._spawn(self._run_chunk(fresh[i : i + size]))
+
+    def _admit(self, record: Record) -> bool:
+        payload = record.envelope.payload
+        if not isinstance(payload, GenerateAnswer | GenerateVote):
+            logger.warning("not a robot command type=%s", payload.type)
+            self.consumer.done(record)
+            return False
+        if payload.command_id in self._seen:
+            # A repeat (engine restart or redelivery): the first copy answers.
+            self.stats.duplicates += 1
+            self.consumer.done(record)
+            return False
+        self._seen[payload.command_id] = None
+        while len(self._seen) > 100_000:
+            self._seen.popitem(last=False)
+        if payload.deadline <= datetime.now(UTC):
+            self.stats.expired += 1
+            self._spawn(self._expire(record, payload))
+            return False
+        return True
+
+    async def _expire(
+        self, record: Record, command: GenerateAnswer | GenerateVote
+    ) -> None:
+        failed = GenerationFailed(
+            command_id=command.command_id,
+            robot_id=command.robot_id,
+            seat=command.seat,
+            round=command.round,
+            reason="deadline passed before a worker took the command",
+            latency_ms=0.0,
+            brain="none",
+        )
+        await self._publish([(record, self._wrap(record, failed))])
+
+    async def _run_chunk(self, records: list[Record]) -> None:
+        received = time.monotonic()
+        commands = [r.envelope for r in records]
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            slot = await self._pick_worker()
+            slot.in_flight += len(records)
+            try:
+                results: list[Envelope] = await slot.handle.generate.remote(commands)
+                break
+            except _WORKER_FAILURES as exc:
+                logger.warning(
+                    "worker lost persona=%s worker_id=%s attempt=%d error=%s",
+                    self.persona.name,
+                    slot.worker_id,
+                    attempt,
+                    type(exc).__name__,
+                )
+                await self._replace(slot, "died during a command")
+            finally:
+                slot.in_flight -= len(records)
+        else:
+            logger.warning("commands left for redelivery persona=%s", self.persona.name)
+            return
+        for record, result in zip(records, results, strict=True):
+            self._record_stats(result.payload)
+            delay = self._think_delay(record.envelope.payload, received)
+            self._spawn(self._publish_after(delay, record, result))
+
+    async def _pick_worker(self) -> WorkerSlot:
+        while True:
+            live = [s for s in self.workers.values() if not s.draining]
+            if live:
+                return min(live, key=lambda s: s.in_flight)
+            self._worker_ready.clear()
+            await self._worker_ready.wait()
+
+    def _think_delay(self, command: Payload, received: float) -> float:
+        assert isinstance(command, GenerateAnswer | GenerateVote)
+        think = self.persona.think_time
+        mean = think.answer_mean_s if isinstance(command, GenerateAnswer) else 0.0
+        if isinstance(command, GenerateVote):
+            mean = think.vote_mean_s
+        mean *= self.settings.pool.think_time_scale
+        if mean <= 0:
+            return 0.0
+        wanted = mean * (1 + think.spread * self._rng.uniform(-1, 1))
+        elapsed = time.monotonic() - received
+        left = (command.deadline - datetime.now(UTC)).total_seconds()
+        return max(0.0, min(wanted - elapsed, left - _DEADLINE_MARGIN_S))
+
+    async def _publish_after(
+        self, delay: float, record: Record, result: Envelope
+    ) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self._publish([(record, result)])
+
+    async def _publish(self, pairs: list[tuple[Record, Envelope]]) -> None:
+        topic = self.topics.robot_events
+        try:
+            await self.producer.append_many([(topic, result) for _, result in pairs])
+        except Exception as exc:
+            # Not marked done: after a restart the command is consumed again.
+            logger.warning(
+                "result not published persona=%s error=%s", self.persona.name, exc
+            )
+            return
+        for record, _ in pairs:
+            self.consumer.done(record)
+
+    def _record_stats(self, result: Payload) -> None:
+        if isinstance(result, AnswerGenerated | VoteGenerated):
+            self.stats.answered += 1
+            self.stats.latencies_ms.append(result.latency_ms)
+            self.stats.fallbacks += int(result.fallback)
+        elif isinstance(result, GenerationFailed):
+            self.stats.failed += 1
+
+    def _wrap(self, record: Record, payload: Payload) -> Envelope:
+        return new_event(
+            payload,
+            match_id=record.envelope.match_id,
+            producer=f"orchestrator-{self.owner}",
+            causation_id=record.envelope.event_id,
+        )
+
+    # Scaling and health
+
+    async def scale(self) -> None:
+        """Grow or shrink toward what lag and in-flight work call for."""
+        lag, in_flight = self.consumer.lag(), self.in_flight()
+        decision = self.policy.decide(
+            len(self._live()), lag, in_flight, time.monotonic()
+        )
+        if decision is not None:
+            await self.resize(decision.workers, decision.reason, lag, in_flight)
+        for slot in [
+            s for s in self.workers.values() if s.draining and not s.in_flight
+        ]:
+            await self._stop_worker(slot, "scaled down")
+
+    async def resize(
+        self, workers: int, reason: str, lag: int = 0, in_flight: int = 0
+    ) -> None:
+        """Start or drain workers until ``workers`` are live, with a pool event."""
+        live = self._live()
+        before = len(live)
+        for _ in range(workers - before):
+            self._start_worker()
+        idle_first = sorted(live, key=lambda s: s.in_flight)
+        for slot in idle_first[: max(0, before - workers)]:
+            slot.draining = True
+        if workers != before:
+            logger.info(
+                "pool scaled persona=%s workers=%d->%d reason=%s",
+                self.persona.name,
+                before,
+                workers,
+                reason,
+            )
+            await self._pool_event(
+                PoolScaled(
+                    persona=self.persona.name,
+                    workers_before=before,
+                    workers_after=workers,
+                    reason=reason,
+                    lag=lag,
+                    in_flight=in_flight,
+                )
+            )
+
+    async def check_health(self) -> None:
+        """Ping every worker; replace the ones that do not answer in time."""
+        timeout = self.settings.pool.health_timeout_s
+        for slot in list(self.workers.values()):
+            try:
+                await asyncio.wait_for(slot.handle.ping.remote(), timeout)
+            except (TimeoutError, GetTimeoutError, *_WORKER_FAILURES):
+                await self._replace(slot, "failed its health check")
+
+    async def _replace(self, slot: WorkerSlot, reason: str) -> None:
+        if self.workers.pop(slot.worker_id, None) is None:
+            return
+        self.stats.replaced += 1
+        ray.kill(slot.handle, no_restart=True)
+        await self._pool_event(
+            RobotStopped(
+                persona=self.persona.name, robot_id=slot.worker_id, reason=reason
+            )
+        )
+        if not slot.draining:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        pool = self.settings.pool
+        worker_id = f"{self.persona.name}-{uuid.uuid4().hex[:8]}"
+        handle = RobotWorker.options(  # type: ignore[attr-defined]
+            max_concurrency=self.persona.pool.max_concurrency,
+            num_cpus=pool.worker_num_cpus,
+            resources=dict(pool.worker_resources),
+        ).remote(worker_id, self.persona, pool, str(self.settings.prompts_file))
+        self.workers[worker_id] = WorkerSlot(worker_id, handle)
+        self._worker_ready.set()
+        self._spawn(
+            self._pool_event(
+                RobotStarted(persona=self.persona.name, robot_id=worker_id)
+            )
+        )
+
+    async def _stop_worker(self, slot: WorkerSlot, reason: str) -> None:
+        self.workers.pop(slot.worker_id, None)
+        ray.kill(slot.handle, no_restart=True)
+        await self._pool_event(
+            RobotStopped(
+                persona=self.persona.name, robot_id=slot.worker_id, reason=reason
+            )
+        )
+
+    async def _pool_event(self, payload: Payload) -> None:
+        event = new_event(payload, match_id=None, producer=f"orchestrator-{self.owner}")
+        try:
+            await self.producer.append(self.topics.pool_events, event)
+        except Exception as exc:
+            logger.warning("pool event not written type=%s error=%s", payload.type, exc)
+
+    # Reading
+
+    def _live(self) -> list[WorkerSlot]:
+        return [s for s in self.workers.values() if not s.draining]
+
+    def in_flight(self) -> int:
+        """Commands taken from Kafka and not yet published."""
+        return self.consumer.in_flight()
+
+    def status(self) -> dict[str, Any]:
+        """Workers, busy, in-flight, lag, latency percentiles and fallbacks."""
+        stats = self.stats
+        return {
+            "workers": len(self._live()),
+            "partitions": len(self.consumer.assignment()),
+            "draining": sum(1 for s in self.workers.values() if s.draining),
+            "busy": sum(1 for s in self.workers.values() if s.in_flight),
+            "in_flight": self.in_flight(),
+            "lag": self.consumer.lag(),
+            "latency_ms_p50": round(stats.percentile(0.50), 2),
+            "latency_ms_p99": round(stats.percentile(0.99), 2),
+            "answered": stats.answered,
+            "fallbacks": stats.fallbacks,
+            "failed": stats.failed,
+            "expired": stats.expired,
+            "duplicates": stats.duplicates,
+            "replaced": stats.replaced,
+            "bounds": self.persona.pool.model_dump(),
+        }

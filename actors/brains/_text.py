@@ -1,0 +1,289 @@
+"""Text helpers of the offline brain: drafts, typos, casing, humanness.
+
+The humanness features and their weights are listed in the docstring of
+``actors.brains.offline``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from actors.personas import Habits
+
+Case = Literal["lower", "sentence"]
+Punctuation = Literal["none", "light", "full"]
+
+_TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?")
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+_LONE_I = re.compile(r"\bi\b")
+_MARKS = re.compile(r"[,.;:!?]")
+_STRETCHED = re.compile(r"([a-z])\1\1|[!?]{2,}")
+_TRAILING = " ,;:-\u2014"
+_SHORTEN_ORDER = ("emoji", "closer", "extra", "opener")
+_LENGTHEN_ORDER = ("closer", "opener", "extra")
+
+
+def vocabulary(words: str) -> frozenset[str]:
+    """The set of the space-separated words."""
+    return frozenset(words.split())
+
+
+CASUAL_WORDS = vocabulary(
+    "lol lmao tbh idk ngl kinda gonna omg wanna yeah yea nah lowkey haha "
+    "bc imo smh fr tho prob dunno ok okay ugh meh literally"
+)
+FORMAL_WORDS = vocabulary(
+    "certainly delightful truly ultimately whimsical perhaps indeed essence "
+    "absolutely undoubtedly wonderful exquisite symphony embrace evokes "
+    "captures timeless quintessential furthermore moreover additionally "
+    "remarkable delightfully perfectly harmonious enchanting splendid"
+)
+ROBOT_PHRASES = (
+    "as a ",
+    "in conclusion",
+    "it's important",
+    "it is important",
+    "a testament",
+    "a blend of",
+    "the perfect blend",
+    "not only",
+    "whether it's",
+    "there's something",
+)
+FIRST_PERSON = vocabulary("i i'm im my me i'd i've id ive mine")
+NO_APOSTROPHE = vocabulary("dont cant wont im ive thats isnt doesnt didnt youre")
+# Typos are only spotted in these words, so real words are never mistaken for
+# slips (a spelling dictionary would be more thorough and much heavier).
+COMMON_WORDS = vocabulary(
+    "the and that what with have this just like really would about think know "
+    "because probably definitely actually people their there they thing "
+    "something always never favorite better pretty little maybe though which "
+    "could should want when from your good best time going "
+    "everything anything nothing whatever sure"
+)
+# Slips of the common words that are real words themselves.
+_REAL_SLIPS = vocabulary(
+    "bet bets cold form god gong jut juts lie sue thee thy tie ting tis tat "
+    "noting petty rally three tough thin wit"
+)
+
+HUMAN_WEIGHTS = {
+    "starts_lower": 1.0,
+    "open_ending": 1.0,
+    "casual_word": 1.0,
+    "typo": 1.0,
+    "lone_i": 0.5,
+    "first_person": 0.5,
+    "contraction": 0.5,
+    "stretched": 0.5,
+    "very_short": 0.5,
+}
+ROBOT_WEIGHTS = {
+    "polished": 1.0,
+    "formal_word": 1.0,
+    "stock_phrase": 1.0,
+    "semicolon_or_dash": 1.0,
+    "many_commas": 0.5,
+    "long": 0.5,
+    "very_long": 1.0,
+}
+OUTLIER_WEIGHT = 0.5
+
+
+def _slips(word: str) -> set[str]:
+    inner = range(1, len(word) - 1)
+    swapped = {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in inner}
+    dropped = {word[:i] + word[i + 1 :] for i in inner}
+    doubled = {word[:i] + word[i] + word[i:] for i in range(1, len(word))}
+    return swapped | dropped | doubled
+
+
+KNOWN_TYPOS = frozenset(
+    slip
+    for word in COMMON_WORDS
+    if len(word) >= 4
+    for slip in _slips(word)
+    if slip not in COMMON_WORDS | _REAL_SLIPS
+)
+
+
+def add_typo(word: str, rng: random.Random) -> str:
+    """The word with one slip: two inner letters swapped, one dropped or doubled."""
+    if len(word) < 4 or not word.isalpha():
+        return word
+    i = rng.randrange(1, len(word) - 1)
+    slip = rng.choice(("swap", "drop", "double"))
+    if slip == "swap":
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if slip == "drop":
+        return word[:i] + word[i + 1 :]
+    return word[:i] + word[i] + word[i:]
+
+
+def sprinkle_typos(text: str, rate: float, rng: random.Random) -> str:
+    """The text with each word slipped with probability ``rate``."""
+    words = []
+    for word in text.split(" "):
+        core = word.rstrip(",.?!")
+        # One draw per word whatever happens, so the draws stay in step.
+        if rng.random() < rate:
+            word = add_typo(core, rng) + word[len(core) :]
+        words.append(word)
+    return " ".join(words)
+
+
+def apply_case(text: str, case: Case) -> str:
+    """The text in lowercase, or with sentences and a lone "i" capitalised."""
+    if case == "lower":
+        return text.lower()
+    text = _LONE_I.sub("I", text)
+    return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
+
+
+def apply_punctuation(text: str, punctuation: Punctuation) -> str:
+    """The text with no punctuation, no final full stop, or a closing mark."""
+    text = text.rstrip(_TRAILING)
+    if punctuation == "none":
+        return " ".join(_MARKS.sub("", text).split())
+    if punctuation == "light":
+        return text.rstrip(".")
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def whole_words(text: str, max_chars: int) -> str:
+    """The longest run of whole leading words within ``max_chars``, maybe empty."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars + 1].rfind(" ")
+    return text[:cut].rstrip(_TRAILING) if cut > 0 else ""
+
+
+def trim_to(text: str, max_chars: int) -> str:
+    """The text cut at a word boundary to at most ``max_chars`` characters.
+
+    A first word longer than the limit is cut inside, so something is left.
+    """
+    return whole_words(text, max_chars) or text[:max_chars].rstrip()
+
+
+def _count(tokens: Iterable[str], vocabulary: frozenset[str], cap: int) -> int:
+    return min(cap, sum(1 for token in tokens if token in vocabulary))
+
+
+def _human_signals(text: str, tokens: list[str]) -> float:
+    w = HUMAN_WEIGHTS
+    lowered = text.lower()
+    score = w["starts_lower"] * text[:1].islower()
+    score += w["open_ending"] * (text[-1:].isalnum() or text.endswith(".."))
+    score += w["casual_word"] * _count(tokens, CASUAL_WORDS, 2)
+    score += w["typo"] * _count(tokens, KNOWN_TYPOS, 2)
+    score += w["lone_i"] * (_LONE_I.search(text) is not None)
+    score += w["first_person"] * any(t in FIRST_PERSON for t in tokens)
+    score += w["contraction"] * any("'" in t or t in NO_APOSTROPHE for t in tokens)
+    score += w["stretched"] * (_STRETCHED.search(lowered) is not None)
+    return score + w["very_short"] * (len(tokens) <= 4)
+
+
+def _robot_signals(text: str, tokens: list[str]) -> float:
+    w = ROBOT_WEIGHTS
+    lowered = text.lower()
+    polished = text[:1].isupper() and text.endswith((".", "!"))
+    score = w["polished"] * (polished and not text.endswith(".."))
+    score += w["formal_word"] * _count(tokens, FORMAL_WORDS, 3)
+    score += w["stock_phrase"] * sum(phrase in lowered for phrase in ROBOT_PHRASES)
+    score += w["semicolon_or_dash"] * (";" in text or "\u2014" in text)
+    score += w["many_commas"] * (text.count(",") >= 2)
+    score += w["long"] * (len(tokens) > 12)
+    return score + w["very_long"] * (len(tokens) > 18)
+
+
+def humanness(text: str) -> float:
+    """How human an answer looks on its own: human signals minus robot signals."""
+    text = text.strip()
+    tokens = _TOKEN.findall(text.lower())
+    return _human_signals(text, tokens) - _robot_signals(text, tokens)
+
+
+def ballot_scores(texts: Sequence[str]) -> list[float]:
+    """Humanness of each answer, plus a bonus for a length unlike the others."""
+    lengths = [len(_TOKEN.findall(text.lower())) for text in texts]
+    scores = []
+    for i, text in enumerate(texts):
+        others = lengths[:i] + lengths[i + 1 :]
+        typical = statistics.median(others) if others else lengths[i]
+        spread = abs(lengths[i] - typical) / max(typical, 1)
+        scores.append(humanness(text) + OUTLIER_WEIGHT * min(1.0, spread))
+    return scores
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An answer's parts, before they are joined and fitted to the limits."""
+
+    core: str
+    opener: str
+    closer: str
+    extra: str
+    emoji: str
+    included: frozenset[str]
+    opener_join: str
+    closer_join: str
+    case: Case
+    keys: tuple[str, ...]
+
+    def words(self) -> int:
+        """How many words the included parts hold."""
+        return sum(len(getattr(self, kind).split()) for kind in self.parts())
+
+    def parts(self) -> tuple[str, ...]:
+        """The included text parts, core first."""
+        kinds = ("opener", "extra", "closer")
+        return ("core", *(kind for kind in kinds if kind in self.included))
+
+    def with_parts(self, included: set[str]) -> Draft:
+        """The same draft with other parts included."""
+        return replace(self, included=frozenset(included))
+
+    def render(self, habits: Habits) -> str:
+        """The included parts joined, cased and punctuated."""
+        text = self.core
+        if "extra" in self.included:
+            text = f"{text} {self.extra}"
+        if "opener" in self.included:
+            text = f"{self.opener}{self.opener_join}{text}"
+        if "closer" in self.included:
+            text = f"{text}{self.closer_join}{self.closer}"
+        text = apply_punctuation(apply_case(text, self.case), habits.punctuation)
+        return f"{text} {self.emoji}" if "emoji" in self.included else text
+
+
+def fit_words(draft: Draft, habits: Habits) -> Draft:
+    """The draft with parts added or dropped to fit the word limits."""
+    included = set(draft.included)
+    for kind in _LENGTHEN_ORDER:
+        if draft.with_parts(included).words() >= habits.min_words:
+            break
+        included.add(kind)
+    for kind in _SHORTEN_ORDER[1:]:
+        if draft.with_parts(included).words() <= habits.max_words:
+            break
+        included.discard(kind)
+    draft = draft.with_parts(included)
+    if draft.words() > habits.max_words:
+        draft = replace(draft, core=" ".join(draft.core.split()[: habits.max_words]))
+    return draft
+
+
+def fit_chars(draft: Draft, habits: Habits, max_chars: int) -> str:
+    """The rendered draft, parts dropped and then trimmed to ``max_chars``."""
+    included = set(draft.included)
+    for kind in _SHORTEN_ORDER:
+        if len(draft.with_parts(included).render(habits)) <= max_chars:
+            break
+        included.discard(kind)
+    return trim_to(draft.with_parts(included).render(habits), max_chars)
