@@ -15,6 +15,7 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
+from actors._figures import percentile
 from actors._scaling import ScalePolicy
 from actors.personas import Persona
 from actors.worker import RobotWorker
@@ -61,12 +62,6 @@ class PoolStats:
     expired: int = 0
     duplicates: int = 0
     replaced: int = 0
-
-    def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class PersonaPool:
@@ -380,8 +375,8 @@ class PersonaPool:
             "busy": sum(1 for s in self.workers.values() if s.in_flight),
             "in_flight": self.in_flight(),
             "lag": self.consumer.lag(),
-            "latency_ms_p50": round(stats.percentile(0.50), 2),
-            "latency_ms_p99": round(stats.percentile(0.99), 2),
+            "latency_ms_p50": percentile(stats.latencies_ms, 0.50),
+            "latency_ms_p99": percentile(stats.latencies_ms, 0.99),
             "answered": stats.answered,
             "fallbacks": stats.fallbacks,
             "failed": stats.failed,

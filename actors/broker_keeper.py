@@ -35,7 +35,7 @@ class BrokerKeeper:
         self._broker.stop()
 
 
-def backbone_address(settings: AppSettings) -> str:
+def backbone_address(settings: AppSettings, namespace: str = NAMESPACE) -> str:
     """The configured brokers, or the cluster's embedded broker (started once).
 
     Either way every topic, the personas' command topics included, exists
@@ -50,7 +50,7 @@ def backbone_address(settings: AppSettings) -> str:
         return kafka.bootstrap_servers
     keeper = BrokerKeeper.options(  # type: ignore[attr-defined]
         name=BROKER_ACTOR_NAME,
-        namespace=NAMESPACE,
+        namespace=namespace,
         lifetime="detached",
         get_if_exists=True,
     ).remote(kafka, personas)

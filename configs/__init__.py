@@ -55,6 +55,29 @@ class PoolSettings(BaseModel):
     seed: int = 0
 
 
+class GameSettings(BaseModel):
+    """Overrides of the templates' timings for every match (tests, load runs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class ServeSettings(BaseModel):
+    """The gateway: sockets per replica, frame limits and allowed origins."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    max_sockets_per_replica: Annotated[int, Field(ge=1)] = 1000
+    allowed_origins: tuple[str, ...] = ()
+    max_frame_bytes: Annotated[int, Field(ge=256, le=1 << 20)] = 4096
+    frames_per_s: Annotated[float, Field(gt=0)] = 10.0
+    frame_burst: Annotated[int, Field(ge=1)] = 20
+    flood_close_after: Annotated[int, Field(ge=1)] = 100
+    history_page_size: Annotated[int, Field(ge=1, le=200)] = 20
+
+
 class AppSettings(BaseSettings):
     """Every setting of robot-orchestra, validated at start-up."""
 
@@ -68,6 +91,8 @@ class AppSettings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     engine: EngineSettings = EngineSettings()
     pool: PoolSettings = PoolSettings()
+    game: GameSettings = GameSettings()
+    serve: ServeSettings = ServeSettings()
     personas_file: Path = CONFIG_DIR / "personas.yaml"
     templates_file: Path = CONFIG_DIR / "templates.yaml"
     prompts_file: Path = CONFIG_DIR / "prompts.yaml"
@@ -125,4 +150,11 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> AppSettin
         raise ConfigError(f"invalid settings in {chosen}:\n{exc}") from exc
 
 
-__all__ = ["AppSettings", "EngineSettings", "PoolSettings", "load_settings"]
+__all__ = [
+    "AppSettings",
+    "EngineSettings",
+    "GameSettings",
+    "PoolSettings",
+    "ServeSettings",
+    "load_settings",
+]

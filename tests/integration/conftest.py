@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import pytest
 
+from configs import load_settings
 from events.broker import EmbeddedBroker
 from events.settings import KafkaSettings, Topics, TopicSettings
 from events.topics import ensure_topics
@@ -25,7 +26,7 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield running
 
 
-PERSONAS = ("curious_student", "skeptical_scientist", "creative_artist")
+PERSONAS = load_settings().persona_names()
 
 
 def fresh_topics(prefix: str = "t") -> Topics:
@@ -86,3 +87,43 @@ def ray_local() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+
+
+APP_CONFIG = {
+    "game": {
+        "timings": {
+            "answer_timeout_s": 10.0,
+            "vote_timeout_s": 10.0,
+            "intermission_s": 0.3,
+        }
+    },
+    "pool": {"think_time_scale": 0.02, "health_interval_s": 2.0},
+    "serve": {"allowed_origins": ["https://play.robot-orchestra.example"]},
+}
+
+
+@pytest.fixture(scope="session")
+def serve_url(
+    ray_local: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The whole app on Serve: broker, engines, pool, projector, gateway."""
+    import ray
+    import yaml
+    from ray import serve
+
+    from events.broker import free_port
+    from serve_app import build_app
+
+    config = tmp_path_factory.mktemp("app") / "app.yaml"
+    config.write_text(yaml.safe_dump(APP_CONFIG))
+    namespace = f"app-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(
+        build_app(str(config), namespace), name="robot-orchestra", route_prefix="/"
+    )
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["namespace"] == namespace:
+            ray.kill(ray.get_actor(actor["name"], namespace=namespace), no_restart=True)

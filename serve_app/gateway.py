@@ -1,0 +1,137 @@
+"""The gateway's commands, shared by the WebSocket and the HTTP routes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from actors._engine_core import Outcome
+from actors.engines import NAMESPACE, engine_index, engine_name, invite_engine
+from configs import AppSettings
+from game import TemplateBook, TemplateError
+from serve_app.feeds import FeedBook, MatchFeed
+
+
+class Refused(Exception):
+    """A request was refused; ``code`` and ``message`` go back to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code, self.message = code, message
+        super().__init__(f"{code}: {message}")
+
+
+@dataclass(frozen=True)
+class Seat:
+    """A player bound to a match by their token."""
+
+    match_id: str
+    player_id: str
+    token: str
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 of a token: the only form in which tokens are kept."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class GatewayCore:
+    """Creates and joins matches, checks tokens, forwards actions to engines."""
+
+    def __init__(self, settings: AppSettings, namespace: str = NAMESPACE) -> None:
+        self.settings = settings
+        self.namespace = namespace
+        self.book = TemplateBook.load(settings.templates_file)
+        self.feeds = FeedBook(self.engine_for)
+        self._engines: dict[int, Any] = {}
+
+    def engine(self, index: int) -> Any:
+        """The handle of engine ``index`` (looked up once)."""
+        if index not in self._engines:
+            self._engines[index] = ray.get_actor(
+                engine_name(index), namespace=self.namespace
+            )
+        return self._engines[index]
+
+    def engine_for(self, match_id: str) -> Any:
+        """The engine that owns a match."""
+        return self.engine(engine_index(match_id, self.settings))
+
+    async def create(
+        self, template: str, humans: int | None = None, robots: int | None = None
+    ) -> tuple[Seat, Outcome]:
+        """Create a match on a random engine and seat the caller in it."""
+        try:
+            self.book.resolve(template, humans=humans, robots=robots)
+        except TemplateError as exc:
+            raise Refused("bad_template", str(exc)) from exc
+        player_id, token = _new_player()
+        index = random.randrange(self.settings.engine.engines)
+        outcome: Outcome = await self.engine(index).create_match.remote(
+            template,
+            player_id,
+            token_hash(token),
+            humans=humans,
+            robots=robots,
+            timings=dict(self.settings.game.timings) or None,
+        )
+        _check(outcome)
+        return Seat(outcome.match_id, player_id, token), outcome
+
+    async def join(self, code: str) -> tuple[Seat, Outcome]:
+        """Seat the caller in the match behind an invite code."""
+        cleaned = code.strip().upper()
+        if len(cleaned) != 6 or not cleaned.isalnum():
+            raise Refused("unknown_invite", "an invite code has 6 letters and digits")
+        player_id, token = _new_player()
+        engine = self.engine(invite_engine(cleaned, self.settings.engine.engines))
+        outcome: Outcome = await engine.join_by_code.remote(
+            cleaned, player_id, token_hash(token)
+        )
+        _check(outcome)
+        return Seat(outcome.match_id, player_id, token), outcome
+
+    async def seat_of(self, match_id: str, token: str) -> tuple[Seat, MatchFeed]:
+        """The player a token belongs to in a match, checked against its events."""
+        feed = self.feeds.get(match_id)
+        await feed.wait_until(1, timeout_s=5.0)
+        if feed.lost or feed.state.settings is None:
+            raise Refused("unknown_match", f"no match {match_id!r}")
+        wanted = token_hash(token)
+        for player_id, stored in feed.state.token_hashes.items():
+            if hmac.compare_digest(stored, wanted):
+                return Seat(match_id, player_id, token), feed
+        raise Refused(
+            "bad_token", "this token does not belong to a player of the match"
+        )
+
+    async def answer(self, seat: Seat, text: str, command_id: str) -> Outcome:
+        """Forward an answer to the match's engine."""
+        outcome: Outcome = await self.engine_for(seat.match_id).submit_answer.remote(
+            seat.match_id, seat.player_id, text, f"{seat.player_id}:{command_id}"
+        )
+        _check(outcome)
+        return outcome
+
+    async def vote(self, seat: Seat, target: str, command_id: str) -> Outcome:
+        """Forward a vote to the match's engine."""
+        outcome: Outcome = await self.engine_for(seat.match_id).cast_vote.remote(
+            seat.match_id, seat.player_id, target, f"{seat.player_id}:{command_id}"
+        )
+        _check(outcome)
+        return outcome
+
+
+def _new_player() -> tuple[str, str]:
+    return f"p-{uuid.uuid4().hex[:16]}", secrets.token_urlsafe(24)
+
+
+def _check(outcome: Outcome) -> None:
+    if not outcome.ok:
+        raise Refused(outcome.code, outcome.message)
