@@ -325,3 +325,28 @@ async def test_protocol_http_create_join_history_and_stats(serve_url: str) -> No
     personas = pool["orchestrators"][0]["personas"]
     assert set(personas) == set(load_settings().persona_names())
     assert missing_status == 404
+
+
+async def test_protocol_flood_is_throttled_without_slowing_others(
+    serve_url: str,
+) -> None:
+    flooder = await WsPlayer(serve_url).connect()
+    calm = await WsPlayer(serve_url).connect()
+    loop = asyncio.get_running_loop()
+
+    for _ in range(300):
+        await flooder.send({"type": "ping"})
+    started = loop.time()
+    await calm.send({"type": "ping"})
+    await calm.expect("pong")
+    calm_rtt_s = loop.time() - started
+    kinds: list[str] = []
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            kinds.append((await flooder.recv(10))["type"])
+    await calm.close()
+
+    assert "pong" in kinds and "error" in kinds
+    assert {e["code"] for e in flooder.errors} == {"rate_limited"}
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert calm_rtt_s < 2.0
