@@ -1,0 +1,278 @@
+"""Load test: simulated humans play whole matches over the match WebSocket.
+
+Usage::
+
+    python -m bench.loadtest --url ws://HOST:PORT --matches N --concurrency C
+        --template classic|duo [--json FILE]
+
+Each simulated human connects, creates (or joins) a match, answers every
+prompt and votes, exactly as the web page does. At the end the events each
+player saw are compared with the match's events in Kafka: ``lost_events``
+and ``duplicate_events`` must both be 0. Latencies: ``connect`` (socket
+open), ``answer_to_robots`` (a human's answer sent until every seat's
+answer is in), ``vote_to_scored`` (a vote sent until the round is scored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import websockets
+from tqdm import tqdm
+
+from actors._figures import percentile
+from configs import load_settings
+from events.reader import read_partitions
+from serve_app.views import is_public
+
+
+@dataclass
+class Figures:
+    """What the run measured."""
+
+    completed: int = 0
+    failed: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    latency_ms: dict[str, list[float]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    seen: dict[str, list[list[tuple[int, str]]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    public_events: int = 0
+
+
+class Human:
+    """One simulated human on one socket."""
+
+    def __init__(self, url: str, figures: Figures, timeout_s: float) -> None:
+        self.url, self.figures, self.timeout_s = url, figures, timeout_s
+        self.ws: Any = None
+        self.view: dict[str, Any] = {}
+        self.events: list[tuple[int, str]] = []
+        self.match_id = ""
+        self.token = ""
+        self.invite_code: str | None = None
+
+    async def connect(self) -> None:
+        started = time.perf_counter()
+        self.ws = await websockets.connect(self.url, open_timeout=60, max_size=2**20)
+        self.figures.latency_ms["connect"].append(_ms(started))
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def recv(self) -> dict[str, Any]:
+        frame: dict[str, Any] = json.loads(
+            await asyncio.wait_for(self.ws.recv(), self.timeout_s)
+        )
+        kind = frame["type"]
+        if kind == "joined":
+            self.match_id, self.token = frame["match_id"], frame["token"]
+            self.invite_code = frame["invite_code"]
+        elif kind == "update":
+            self.events += [(e["seq"], e["type"]) for e in frame["events"]]
+            self.view = frame["view"]
+        elif kind == "error":
+            self.figures.errors[frame["code"]] += 1
+        return frame
+
+    async def until(self, done: Any) -> None:
+        while not (self.view and done(self.view)):
+            await self.recv()
+
+    async def play(self) -> None:
+        """Answer and vote in every round until the reveal."""
+        for number in range(1, 100):
+            await self.until(
+                lambda v, n=number: (
+                    v["phase"] == "ended"
+                    or (v["round"] >= n and v["phase"] in ("answering", "voting"))
+                )
+            )
+            if self.view["phase"] == "ended":
+                return
+            await self.answer(number)
+            await self.vote(number)
+
+    async def answer(self, number: int) -> None:
+        if self.view["phase"] != "answering" or self.view["round"] != number:
+            return
+        started = time.perf_counter()
+        await self.send(
+            {"type": "answer", "token": self.token, "command_id": f"a{number}",
+             "text": f"honestly round {number} makes me think of snacks"}
+        )  # fmt: skip
+        seats = len(self.view["seats"])
+        await self.until(
+            lambda v: (
+                v["round"] != number
+                or v["phase"] != "answering"
+                or v["answered"] >= seats
+            )
+        )
+        self.figures.latency_ms["answer_to_robots"].append(_ms(started))
+
+    async def vote(self, number: int) -> None:
+        await self.until(lambda v: v["round"] != number or v["phase"] != "answering")
+        view = self.view
+        if view["phase"] != "voting" or view["round"] != number:
+            return
+        ballot = [a["seat"] for a in view["answers"]]
+        others = [s for s in ballot if s != view["you"]]
+        if view["you"] not in ballot or not others:
+            return
+        started = time.perf_counter()
+        await self.send(
+            {"type": "vote", "token": self.token, "seat": others[0],
+             "command_id": f"v{number}"}
+        )  # fmt: skip
+        await self.until(lambda v: v["round"] != number or v["phase"] != "voting")
+        self.figures.latency_ms["vote_to_scored"].append(_ms(started))
+
+
+async def play_match(
+    url: str, template: str, figures: Figures, timeout_s: float
+) -> None:
+    """One whole match: one human (classic) or two (duo)."""
+    humans = [Human(url, figures, timeout_s)]
+    if template == "duo":
+        humans.append(Human(url, figures, timeout_s))
+    try:
+        for human in humans:
+            await human.connect()
+        first = humans[0]
+        await first.send({"type": "create", "template": template})
+        while not first.match_id:
+            await first.recv()
+        for other in humans[1:]:
+            await other.send({"type": "join", "code": first.invite_code})
+            while not other.match_id:
+                await other.recv()
+        await asyncio.gather(*(h.play() for h in humans))
+        figures.completed += 1
+    except Exception as exc:
+        figures.failed += 1
+        figures.errors[f"client:{type(exc).__name__}"] += 1
+    finally:
+        for human in humans:
+            if human.ws is not None:
+                await human.ws.close()
+            if human.match_id:
+                figures.seen[human.match_id].append(human.events)
+                figures.public_events += len(human.events)
+
+
+def compare_with_kafka(http_url: str, figures: Figures) -> dict[str, int]:
+    """What players saw against the Kafka log, event by event.
+
+    ``lost``: in Kafka, not seen by a player; ``duplicate``: seen twice;
+    ``phantom``: seen but not in Kafka (or of another type there).
+    """
+    broker = _get_json(f"{http_url}/healthz")["broker"]
+    kafka = load_settings().kafka
+    topic = kafka.topics.match_events
+    logs: dict[str, list[str]] = defaultdict(list)
+    for entry in read_partitions(kafka, broker, topic, list(range(topic.partitions))):
+        event = entry.envelope
+        if event is not None and event.match_id in figures.seen and is_public(event):
+            logs[event.match_id].append(event.payload.type)
+    totals = Counter(kafka_events=sum(len(log) for log in logs.values()))
+    for match_id, players in figures.seen.items():
+        expected = dict(enumerate(logs.get(match_id, []), 1))
+        for seen in players:
+            counts = Counter(seq for seq, _ in seen)
+            totals["duplicate"] += sum(n - 1 for n in counts.values())
+            got = dict(seen)
+            totals["lost"] += sum(1 for n, k in expected.items() if got.get(n) != k)
+            totals["phantom"] += sum(1 for n, k in got.items() if expected.get(n) != k)
+    return dict(totals)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Play the matches with bounded concurrency and gather the figures."""
+    figures = Figures()
+    gate = asyncio.Semaphore(args.concurrency)
+    progress = tqdm(total=args.matches, desc="matches", unit="match", file=sys.stderr)
+    ws_url = args.url.rstrip("/") + "/ws"
+
+    async def one() -> None:
+        async with gate:
+            await play_match(ws_url, args.template, figures, args.timeout_s)
+            progress.update()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(args.matches)))
+    elapsed_s = time.perf_counter() - started
+    progress.close()
+    http_url = args.url.replace("ws://", "http://").replace("wss://", "https://")
+    compared = await asyncio.to_thread(compare_with_kafka, http_url, figures)
+    pool = await asyncio.to_thread(_get_json, f"{http_url}/api/pool")
+    return {
+        "template": args.template,
+        "matches": args.matches,
+        "concurrency": args.concurrency,
+        "matches_completed": figures.completed,
+        "matches_failed": figures.failed,
+        "lost_events": compared.get("lost", 0),
+        "duplicate_events": compared.get("duplicate", 0),
+        "phantom_events": compared.get("phantom", 0),
+        "kafka_events": compared.get("kafka_events", 0),
+        "errors": dict(figures.errors),
+        "elapsed_s": round(elapsed_s, 2),
+        "matches_per_min": round(figures.completed / elapsed_s * 60, 2),
+        "events_per_s": round(figures.public_events / elapsed_s, 2),
+        "latency_ms": {
+            name: {
+                "p50": percentile(values, 0.50),
+                "p90": percentile(values, 0.90),
+                "p99": percentile(values, 0.99),
+                "count": len(values),
+            }
+            for name, values in sorted(figures.latency_ms.items())
+        },
+        "pool": pool,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run, print and write the results."""
+    parser = argparse.ArgumentParser(prog="python -m bench.loadtest")
+    parser.add_argument("--url", required=True, help="ws://HOST:PORT of the app")
+    parser.add_argument("--matches", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--template", choices=["classic", "duo"], default="classic")
+    parser.add_argument("--timeout-s", type=float, default=120.0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    results = asyncio.run(run(args))
+    summary = {k: v for k, v in results.items() if k != "pool"}
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    bad = ("matches_failed", "lost_events", "duplicate_events", "phantom_events")
+    return 1 if any(results[key] for key in bad) else 0
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
