@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from actors._deadlines import DeadlineQueue
+from actors._metrics import engine_metrics
 from actors.engines import engine_index, invite_engine
 from actors.errors import UnknownMatch, WrongEngine
 from configs import AppSettings
@@ -330,6 +331,8 @@ class EngineCore:
                 await self.execute(match_id, advance)
             except DeliveryError:
                 self.deadlines.push(now + timedelta(seconds=0.5), match_id)
+        active = sum(1 for s in self.matches.values() if s.phase != "ended")
+        engine_metrics().active_matches.set(active, {"engine": str(self.index)})
         retention = timedelta(seconds=self.settings.engine.ended_retention_s)
         for match_id, ended in list(self.ended_at.items()):
             if now - ended > retention:

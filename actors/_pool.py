@@ -16,6 +16,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from actors._figures import percentile
+from actors._metrics import pool_metrics
 from actors._scaling import ScalePolicy
 from actors.personas import Persona
 from actors.worker import RobotWorker
@@ -243,9 +244,13 @@ class PersonaPool:
 
     def _record_stats(self, result: Payload) -> None:
         if isinstance(result, AnswerGenerated | VoteGenerated):
+            tags = {"persona": self.persona.name}
             self.stats.answered += 1
             self.stats.latencies_ms.append(result.latency_ms)
-            self.stats.fallbacks += int(result.fallback)
+            pool_metrics().latency_ms.observe(result.latency_ms, tags)
+            if result.fallback:
+                self.stats.fallbacks += 1
+                pool_metrics().fallbacks.inc(1, tags)
         elif isinstance(result, GenerationFailed):
             self.stats.failed += 1
 
@@ -262,6 +267,7 @@ class PersonaPool:
     async def scale(self) -> None:
         """Grow or shrink toward what lag and in-flight work call for."""
         lag, in_flight = self.consumer.lag(), self.in_flight()
+        self._report(lag, in_flight)
         decision = self.policy.decide(
             len(self._live()), lag, in_flight, time.monotonic()
         )
@@ -271,6 +277,13 @@ class PersonaPool:
             s for s in self.workers.values() if s.draining and not s.in_flight
         ]:
             await self._stop_worker(slot, "scaled down")
+
+    def _report(self, lag: int, in_flight: int) -> None:
+        tags = {"persona": self.persona.name}
+        metrics = pool_metrics()
+        metrics.workers.set(len(self._live()), tags)
+        metrics.lag.set(lag, tags)
+        metrics.in_flight.set(in_flight, tags)
 
     async def resize(
         self, workers: int, reason: str, lag: int = 0, in_flight: int = 0

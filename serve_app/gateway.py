@@ -50,6 +50,7 @@ class GatewayCore:
         self.book = TemplateBook.load(settings.templates_file)
         self.feeds = FeedBook(self.engine_for)
         self._engines: dict[int, Any] = {}
+        self.open_sockets = 0
 
     def engine(self, index: int) -> Any:
         """The handle of engine ``index`` (looked up once)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from actors._metrics import gateway_metrics
 from serve_app.feeds import MatchFeed
 from serve_app.gateway import GatewayCore, Refused, Seat
 from serve_app.views import match_view, public_event
@@ -62,6 +63,8 @@ class Session:
     async def run(self) -> None:
         """Accept the socket and serve it until the client goes away."""
         await self.ws.accept()
+        self.core.open_sockets += 1
+        gateway_metrics().open_sockets.set(self.core.open_sockets)
         try:
             while True:
                 message = await self.ws.receive()
@@ -72,6 +75,8 @@ class Session:
         except WebSocketDisconnect:
             return
         finally:
+            self.core.open_sockets -= 1
+            gateway_metrics().open_sockets.set(self.core.open_sockets)
             if self.feed is not None:
                 self.feed.unsubscribe(self.push)
 

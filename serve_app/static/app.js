@@ -255,6 +255,9 @@ function onSocketOpen() {
   if (conn.firstFrame) {
     conn.firstSent = send(conn.firstFrame);
   } else if (state.matchId && state.token) {
+    // The server sends nothing to a client that is up to date, so a page
+    // with no view to show asks for everything again.
+    if (!state.view) state.lastSeq = null;
     send({
       type: "resume",
       match_id: state.matchId,
@@ -544,9 +547,9 @@ function renderPrompt(view) {
   updateAnswerControls();
 
   const note = $("prompt-note");
-  const sitOut = phase === "voting" && !answered;
-  note.hidden = !sitOut;
-  note.textContent = sitOut ? "You didn't answer in time, so you sit this vote out." : "";
+  const missed = phase !== "answering" && !answered && Boolean(view.you);
+  note.hidden = !missed;
+  note.textContent = missed ? "You didn't answer this one in time." : "";
 }
 
 function updateAnswerControls() {
@@ -582,7 +585,7 @@ function renderBallot(view) {
       ? "Sending your vote…"
       : onBallot
         ? "Pick the answer you think a human wrote."
-        : "You have no answer on this ballot, so you can't vote this round.";
+        : "No answer from you this round, so you sit this vote out.";
 
   // Rebuild only on change, so a button is never swapped out under a tap.
   const key = JSON.stringify([view.round, answers, view.your_vote, pendingSeat, canVote, view.you]);
@@ -591,11 +594,11 @@ function renderBallot(view) {
 
   const list = $("answers-list");
   list.replaceChildren(
-    ...answers.map((answer) => answerItem(answer, view, { canVote, pendingSeat })),
+    ...answers.map((answer) => answerItem(answer, view, { canVote, onBallot, pendingSeat })),
   );
 }
 
-function answerItem(answer, view, { canVote, pendingSeat }) {
+function answerItem(answer, view, { canVote, onBallot, pendingSeat }) {
   const seat = show(answer.seat);
   const mine = answer.seat === view.you;
   const chosen = view.your_vote === answer.seat;
@@ -608,7 +611,7 @@ function answerItem(answer, view, { canVote, pendingSeat }) {
     ),
     el("p", { class: "answer-text", testid: "answer-text", text: show(answer.text) }),
   );
-  if (!mine) {
+  if (!mine && onBallot) {
     const label = chosen ? "Your vote ✓" : pendingSeat === answer.seat ? "Sending…" : "Vote human";
     item.append(
       el("button", {
@@ -690,8 +693,9 @@ function renderReveal(view) {
   const winners = firstDefined(reveal.winners, view.winners, []).map(show);
   const youWon = winners.includes(view.you);
   $("winners").textContent = winners.length
-    ? `${winners.length === 1 ? "Winner" : "Winners"}: ${winners.join(", ")}${youWon ? " — that's you! 🎉" : ""}`
+    ? `${winners.length === 1 ? "Winner" : "Winners"}: ${winners.join(", ")}${youWon ? " — that's you!" : ""}`
     : "No winners this time.";
+  $("reveal-note").textContent = reveal.reason === "abandoned" ? "The match was abandoned before the last round." : "";
 
   $("reveal-seats").replaceChildren(
     ...seats.map((seat) => revealItem(seat, view.you, winners)),
@@ -745,7 +749,7 @@ function revealItem(seat, you, winners) {
     el("div", { class: "reveal-head" },
       el("span", { class: "chip", text: mine ? `${label} (you)` : label }),
       el("span", { class: "kind", text: who }),
-      el("span", { class: "total", text: `${show(seat.total)} pts${won ? " 🏆" : ""}` }),
+      el("span", { class: "total", text: `${show(seat.total)} pts${won ? " ★" : ""}` }),
     ),
     points.length ? el("p", { class: "points", text: points.join(" · ") }) : null,
   );
@@ -809,7 +813,8 @@ async function loadHistoryPage() {
     for (const match of entries(items, "match_id", "summary")) {
       if (match.match_id && !past.matches.has(match.match_id)) past.matches.set(match.match_id, match);
     }
-    if (body?.next_cursor) past.cursors.set(token, body.next_cursor);
+    const next = body?.next_cursor;
+    if (next !== null && next !== undefined && next !== "") past.cursors.set(token, next);
     else past.cursors.delete(token);
   });
   const failures = (await Promise.allSettled(pages)).filter((p) => p.status === "rejected");
@@ -844,8 +849,10 @@ function historyItem(match) {
     firstDefined(match.phase, match.status),
     when ? formatTime(when) : null,
     match.seat || match.you ? `you: ${show(firstDefined(match.seat, match.you))}` : null,
-    match.total !== undefined ? `${show(match.total)} pts` : null,
-    match.won === true || match.winner === true ? "won 🏆" : null,
+    firstDefined(match.score, match.total) !== undefined
+      ? `${show(firstDefined(match.score, match.total))} pts`
+      : null,
+    match.won === true || match.winner === true ? "won ★" : null,
   ].filter(Boolean);
   return el(
     "li",
@@ -868,6 +875,8 @@ async function showMatchDetail(matchId) {
     const facts = isObject(body)
       ? [body.template, body.phase, body.status].filter(Boolean).map(humanize)
       : [];
+    if (body?.finished === true) facts.push("finished");
+    if (body?.finished === false) facts.push("in progress");
     $("detail-note").textContent = facts.join(" · ") || (events.length ? "" : "No events.");
     $("timeline").replaceChildren(...entries(events, "seq", "event").map(timelineItem));
   } catch (error) {
@@ -891,18 +900,28 @@ function timelineItem(event) {
   );
 }
 
+function countOf(n, one, many) {
+  return typeof n === "number" ? plural(n, one, many) : `– ${many}`;
+}
+
+/** Seat labels from `["amber", ...]` or `[{seat: "amber", ...}, ...]`. */
+function seatLabels(seats) {
+  if (!Array.isArray(seats)) return entries(seats, "seat", "occupant_id").map((s) => show(s.seat));
+  return seats.map((s) => (isObject(s) ? show(s.seat) : show(s)));
+}
+
 function describeEvent(type, f) {
   const votes = entries(f.votes, "voter", "target").map((v) => `${show(v.voter)} → ${show(v.target)}`);
   const list = (value) => (Array.isArray(value) ? value.map(show).join(", ") : show(value));
   switch (type) {
     case "match_created":
-      return `${humanize(f.template)}: ${show(f.humans)} humans, ${show(f.robots)} robots`;
+      return `${humanize(f.template)}: ${countOf(f.humans, "human", "humans")}, ${countOf(f.robots, "robot", "robots")}`;
     case "player_joined":
       return "A player joined.";
     case "robots_assigned":
       return `Robots: ${entries(f.robots, "robot_id", "persona").map((r) => humanize(r.persona)).join(", ")}`;
     case "match_started":
-      return `Seats: ${entries(f.seats, "seat", "occupant_id").map((s) => show(s.seat)).join(", ")}`;
+      return `Seats: ${seatLabels(f.seats).join(", ")}`;
     case "round_started":
       return `Round ${show(f.round)}: ${show(f.prompt)}`;
     case "answer_submitted":
@@ -1017,7 +1036,10 @@ function renderStats(result) {
   const lat = isObject(latency) ? latency : { p50: latency };
   facts(
     [
-      ["Matches played", show(firstDefined(s.matches_played, s.matches, s.played))],
+      ["Matches played", show(firstDefined(s.matches_played, s.matches_completed, s.matches))],
+      ["Matches running", show(s.matches_running)],
+      ["Matches abandoned", show(s.matches_abandoned)],
+      ["Votes", show(s.votes)],
       ["Humans detected", percent(firstDefined(s.human_detection_rate, s.humans_detected_rate, s.detection_rate))],
       ["Robot latency p50", millis(firstDefined(lat.p50, lat.latency_ms_p50, lat.p50_ms))],
       ["Robot latency p99", millis(firstDefined(lat.p99, lat.latency_ms_p99, lat.p99_ms))],
@@ -1030,10 +1052,13 @@ function renderStats(result) {
     "rate",
   );
   facts(
-    personas.map((p) => [
-      humanize(firstDefined(p.persona, p.name)),
-      percent(firstDefined(p.rate, p.taken_for_human_rate, p.taken_for_human)),
-    ]),
+    personas.map((p) => {
+      const rate = percent(firstDefined(p.rate, p.taken_for_human_rate, p.taken_for_human));
+      const drawn = typeof p.votes_drawn === "number" ? ` (${plural(p.votes_drawn, "vote", "votes")})` : "";
+      const p50 = isObject(p.latency_ms) ? p.latency_ms.p50 : undefined;
+      const latency = typeof p50 === "number" ? ` · p50 ${millis(p50)}` : "";
+      return [humanize(firstDefined(p.persona, p.name)), `${rate}${drawn}${latency}`];
+    }),
     $("stats-personas"),
   );
 }

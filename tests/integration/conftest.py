@@ -10,7 +10,7 @@ from typing import TypeVar
 import pytest
 
 from configs import load_settings
-from events.broker import EmbeddedBroker
+from events.broker import EmbeddedBroker, free_port
 from events.settings import KafkaSettings, Topics, TopicSettings
 from events.topics import ensure_topics
 
@@ -74,6 +74,9 @@ async def wait_for(
         await asyncio.sleep(interval_s)
 
 
+METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     """A real local Ray, small enough for a 2-core machine."""
@@ -84,6 +87,7 @@ def ray_local() -> Iterator[None]:
         include_dashboard=False,
         configure_logging=False,
         log_to_driver=False,
+        _metrics_export_port=METRICS_PORT,
     )
     yield
     ray.shutdown()
