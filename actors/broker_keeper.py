@@ -34,6 +34,14 @@ class BrokerKeeper:
         """Stop the broker (its data is lost)."""
         self._broker.stop()
 
+    def pause(self) -> None:
+        """Freeze the broker process (SIGSTOP), for fault tests."""
+        self._broker.pause()
+
+    def resume(self) -> None:
+        """Thaw the broker (SIGCONT)."""
+        self._broker.resume()
+
 
 def backbone_address(settings: AppSettings, namespace: str = NAMESPACE) -> str:
     """The configured brokers, or the cluster's embedded broker (started once).

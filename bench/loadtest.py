@@ -49,6 +49,10 @@ class Figures:
         default_factory=lambda: defaultdict(list)
     )
     public_events: int = 0
+    reconnects: int = 0
+    longest_stall_s: float = 0.0
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    record_frames: bool = False
 
 
 class Human:
@@ -59,29 +63,73 @@ class Human:
         self.ws: Any = None
         self.view: dict[str, Any] = {}
         self.events: list[tuple[int, str]] = []
+        self.seq = 0
         self.match_id = ""
         self.token = ""
         self.invite_code: str | None = None
+        self.last_frame_at = time.monotonic()
 
     async def connect(self) -> None:
         started = time.perf_counter()
         self.ws = await websockets.connect(self.url, open_timeout=60, max_size=2**20)
         self.figures.latency_ms["connect"].append(_ms(started))
 
+    async def reconnect(self) -> None:
+        """A new socket after a dropped one; resume from the last seq seen."""
+        self.figures.reconnects += 1
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                await self.connect()
+                break
+            except (OSError, websockets.WebSocketException):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        if self.match_id:
+            await self.ws.send(
+                json.dumps(
+                    {
+                        "type": "resume",
+                        "match_id": self.match_id,
+                        "token": self.token,
+                        "last_seq": self.seq,
+                    }
+                )
+            )
+
     async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(frame))
+        """Send a frame; after a dropped socket, resume and send it again.
+
+        Actions carry command ids, so a repeat of one that landed is harmless.
+        """
+        try:
+            await self.ws.send(json.dumps(frame))
+        except websockets.ConnectionClosed:
+            await self.reconnect()
+            await self.ws.send(json.dumps(frame))
 
     async def recv(self) -> dict[str, Any]:
-        frame: dict[str, Any] = json.loads(
-            await asyncio.wait_for(self.ws.recv(), self.timeout_s)
-        )
+        while True:
+            try:
+                raw = await asyncio.wait_for(self.ws.recv(), self.timeout_s)
+                break
+            except websockets.ConnectionClosed:
+                await self.reconnect()
+        now = time.monotonic()
+        stall = now - self.last_frame_at
+        self.figures.longest_stall_s = max(self.figures.longest_stall_s, stall)
+        self.last_frame_at = now
+        frame: dict[str, Any] = json.loads(raw)
+        if self.figures.record_frames:
+            self.figures.frames.append(frame)
         kind = frame["type"]
         if kind == "joined":
             self.match_id, self.token = frame["match_id"], frame["token"]
             self.invite_code = frame["invite_code"]
         elif kind == "update":
             self.events += [(e["seq"], e["type"]) for e in frame["events"]]
-            self.view = frame["view"]
+            self.view, self.seq = frame["view"], frame["seq"]
         elif kind == "error":
             self.figures.errors[frame["code"]] += 1
         return frame
@@ -198,9 +246,11 @@ def compare_with_kafka(http_url: str, figures: Figures) -> dict[str, int]:
     return dict(totals)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, figures: Figures | None = None
+) -> dict[str, Any]:
     """Play the matches with bounded concurrency and gather the figures."""
-    figures = Figures()
+    figures = figures or Figures()
     gate = asyncio.Semaphore(args.concurrency)
     progress = tqdm(total=args.matches, desc="matches", unit="match", file=sys.stderr)
     ws_url = args.url.rstrip("/") + "/ws"
@@ -227,6 +277,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "duplicate_events": compared.get("duplicate", 0),
         "phantom_events": compared.get("phantom", 0),
         "kafka_events": compared.get("kafka_events", 0),
+        "reconnects": figures.reconnects,
+        "longest_stall_s": round(figures.longest_stall_s, 2),
         "errors": dict(figures.errors),
         "elapsed_s": round(elapsed_s, 2),
         "matches_per_min": round(figures.completed / elapsed_s * 60, 2),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
@@ -106,10 +107,24 @@ APP_CONFIG = {
 }
 
 
+@dataclass(frozen=True)
+class AppEnv:
+    """The running app: its base URL and the Ray namespace of its actors."""
+
+    url: str
+    namespace: str
+
+
 @pytest.fixture(scope="session")
-def serve_url(
+def serve_url(app_env: AppEnv) -> str:
+    """The base URL of the running app."""
+    return app_env.url
+
+
+@pytest.fixture(scope="session")
+def app_env(
     ray_local: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+) -> Iterator[AppEnv]:
     """The whole app on Serve: broker, engines, pool, projector, gateway."""
     import ray
     import yaml
@@ -126,7 +141,7 @@ def serve_url(
     serve.run(
         build_app(str(config), namespace), name="robot-orchestra", route_prefix="/"
     )
-    yield f"http://127.0.0.1:{port}"
+    yield AppEnv(f"http://127.0.0.1:{port}", namespace)
     serve.shutdown()
     for actor in ray.util.list_named_actors(all_namespaces=True):
         if actor["namespace"] == namespace:
