@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import random
@@ -11,12 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from actors._engine_core import Outcome
 from actors.engines import NAMESPACE, engine_index, engine_name, invite_engine
 from configs import AppSettings
 from game import TemplateBook, TemplateError
 from serve_app.feeds import FeedBook, MatchFeed
+
+_ENGINE_RETRY_S = 30.0
 
 
 class Refused(Exception):
@@ -114,19 +118,47 @@ class GatewayCore:
 
     async def answer(self, seat: Seat, text: str, command_id: str) -> Outcome:
         """Forward an answer to the match's engine."""
-        outcome: Outcome = await self.engine_for(seat.match_id).submit_answer.remote(
-            seat.match_id, seat.player_id, text, f"{seat.player_id}:{command_id}"
+        outcome: Outcome = await self._retry(
+            seat.match_id,
+            "submit_answer",
+            seat.match_id,
+            seat.player_id,
+            text,
+            f"{seat.player_id}:{command_id}",
         )
         _check(outcome)
         return outcome
 
     async def vote(self, seat: Seat, target: str, command_id: str) -> Outcome:
         """Forward a vote to the match's engine."""
-        outcome: Outcome = await self.engine_for(seat.match_id).cast_vote.remote(
-            seat.match_id, seat.player_id, target, f"{seat.player_id}:{command_id}"
+        outcome: Outcome = await self._retry(
+            seat.match_id,
+            "cast_vote",
+            seat.match_id,
+            seat.player_id,
+            target,
+            f"{seat.player_id}:{command_id}",
         )
         _check(outcome)
         return outcome
+
+    async def _retry(self, match_id: str, method: str, *args: Any) -> Any:
+        """Call the match's engine; while it restarts, call again.
+
+        Safe because every action carries a command id: a repeat of one
+        that landed before the engine died is acknowledged with no change.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _ENGINE_RETRY_S
+        while True:
+            try:
+                return await getattr(self.engine_for(match_id), method).remote(*args)
+            except (RayActorError, ActorUnavailableError) as exc:
+                if loop.time() > deadline:
+                    raise Refused(
+                        "engine_unavailable", "the match engine is restarting; retry"
+                    ) from exc
+                await asyncio.sleep(0.25)
 
 
 def _new_player() -> tuple[str, str]:

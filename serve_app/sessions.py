@@ -11,6 +11,7 @@ from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ray.exceptions import ActorUnavailableError, RayActorError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from actors._metrics import gateway_metrics
@@ -100,6 +101,8 @@ class Session:
             await self.handle(_parse(raw))
         except Refused as refused:
             await self.error(refused.code, refused.message)
+        except (RayActorError, ActorUnavailableError):
+            await self.error("unavailable", "a backend actor is restarting; retry")
         return True
 
     async def handle(self, frame: dict[str, Any]) -> None:
