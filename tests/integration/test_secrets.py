@@ -1,0 +1,125 @@
+"""Hidden roles over many matches, and secrets kept out of the logs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.loadtest import Figures, run
+from configs import load_settings
+from tests.integration.ws_client import WsPlayer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+ALLOWED_KEYS = {
+    "type", "match_id", "token", "invite_code", "seq", "events", "view", "code",
+    "message", "server_time", "template", "humans", "robots", "rounds", "seats",
+    "round", "prompt", "deadline", "seat", "text", "yours", "order", "missing",
+    "target", "votes", "phase", "you", "joined", "max_answer_chars", "results",
+    "answers", "answered", "voted", "your_answer", "your_vote", "reveal",
+}  # fmt: skip
+
+
+def pairs(value: Any) -> list[tuple[str, Any]]:
+    """(key, value) pairs of a frame; a ``votes`` map's seat keys are data."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.append((key, item))
+            if key == "votes" and isinstance(item, dict):
+                found += [("seat", s) for s in (*item.keys(), *item.values())]
+            else:
+                found += pairs(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += pairs(item)
+    return found
+
+
+def check_frame(frame: dict[str, Any], personas: set[str]) -> None:
+    for key, value in pairs(frame):
+        assert key in ALLOWED_KEYS, f"unexpected field {key!r} in {frame['type']}"
+        if key == "reveal":
+            assert value is None, "a reveal before the end"
+        if isinstance(value, str):
+            assert value not in {"human", "robot"}, frame
+            assert not value.startswith(("robot-", "worker-")), frame
+            assert not any(p in value for p in personas), frame
+
+
+@pytest.mark.parametrize(
+    ("template", "matches"),
+    [pytest.param("classic", 12, id="classic"), pytest.param("duo", 6, id="duo")],
+)
+async def test_hidden_roles_every_frame_before_the_reveal_is_anonymous(
+    serve_url: str, template: str, matches: int
+) -> None:
+    figures = Figures(record_frames=True)
+    args = argparse.Namespace(
+        url=serve_url.replace("http://", "ws://"),
+        matches=matches,
+        concurrency=matches,
+        template=template,
+        timeout_s=120.0,
+    )
+
+    results = await run(args, figures)
+
+    assert results["matches_completed"] == matches
+    personas = set(load_settings().persona_names())
+    before_reveal = [
+        f
+        for f in figures.frames
+        if not any(e["type"] == "match_ended" for e in f.get("events", []))
+    ]
+    assert len(before_reveal) > matches * 20
+    for frame in before_reveal:
+        check_frame(frame, personas)
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def ray_log_text() -> str:
+    logs = Path("/tmp/ray/session_latest/logs")  # the local Ray's default
+    chunks = []
+    for path in logs.rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".out", ".err"):
+            chunks.append(path.read_text(errors="replace"))
+    return "\n".join(chunks)
+
+
+async def test_secrets_tokens_and_answers_never_reach_the_logs(
+    serve_url: str,
+) -> None:
+    marker = f"quokka-{uuid.uuid4().hex[:10]}"
+    player = await WsPlayer(serve_url).connect()
+    await player.create("classic")
+    await player.until(lambda v: v["phase"] == "answering")
+    await player.answer(f"my secret answer is {marker}", "a1")
+    await player.until(lambda v: v["your_answer"] is not None)
+    await player.send({"type": "vote", "token": "forged-token", "seat": "amber"})
+    await player.expect("error")
+    url = f"{serve_url}/api/players/{player.token}/matches"
+    history: dict[str, Any] = {"matches": []}
+    for _ in range(100):  # the projector folds the match a moment later
+        history = await asyncio.to_thread(get_json, url)
+        if history["matches"]:
+            break
+        await asyncio.sleep(0.1)
+    await player.close()
+
+    text = ray_log_text()
+
+    assert history["matches"], "the history call itself worked"
+    assert player.token not in text
+    assert marker not in text
