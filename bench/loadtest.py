@@ -4,6 +4,10 @@ Usage::
 
     python -m bench.loadtest --url ws://HOST:PORT --matches N --concurrency C
         --template classic|duo [--json FILE]
+    python -m bench.loadtest --start-app configs/load.yaml --matches N ...
+
+With ``--start-app`` (and no ``--url``) it starts a local Ray and the whole
+app on Serve with that config on a free port, and stops them at the end.
 
 Each simulated human connects, creates (or joins) a match, answers every
 prompt and votes, exactly as the web page does. At the end the events each
@@ -17,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
 import urllib.request
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,15 +305,23 @@ async def run(
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run, print and write the results."""
     parser = argparse.ArgumentParser(prog="python -m bench.loadtest")
-    parser.add_argument("--url", required=True, help="ws://HOST:PORT of the app")
+    parser.add_argument("--url", help="ws://HOST:PORT of a running app")
+    parser.add_argument("--start-app", metavar="CONFIG", help="start the app itself")
     parser.add_argument("--matches", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--template", choices=["classic", "duo"], default="classic")
     parser.add_argument("--timeout-s", type=float, default=120.0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if not (args.url or args.start_app):
+        parser.error("give --url of a running app, or --start-app CONFIG")
 
-    results = asyncio.run(run(args))
+    if args.url:
+        results = asyncio.run(run(args))
+    else:
+        with local_app(args.start_app) as url:
+            args.url = url
+            results = asyncio.run(run(args))
     summary = {k: v for k, v in results.items() if k != "pool"}
     print(json.dumps(summary, indent=2))
     if args.json:
@@ -315,6 +329,26 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=2))
     bad = ("matches_failed", "lost_events", "duplicate_events", "phantom_events")
     return 1 if any(results[key] for key in bad) else 0
+
+
+@contextlib.contextmanager
+def local_app(config: str) -> Iterator[str]:
+    """Ray and the app on Serve, on a free port, for the length of a run."""
+    import ray
+    from ray import serve
+
+    from events.broker import free_port
+    from serve_app import build_app
+
+    port = free_port()
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(config, "robot-orchestra-bench"), name="robot-orchestra")
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
 
 
 def _get_json(url: str) -> Any:
