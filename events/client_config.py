@@ -60,4 +60,5 @@ def consumer_config(
         "heartbeat.interval.ms": settings.heartbeat_interval_ms,
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         "partition.assignment.strategy": "cooperative-sticky",
+        "fetch.wait.max.ms": settings.fetch_wait_max_ms,
     }

@@ -144,12 +144,7 @@ class EventConsumer:
         loop = asyncio.get_running_loop()
         while not self._closing:
             try:
-                messages = await loop.run_in_executor(
-                    self._executor,
-                    self._consumer.consume,
-                    self._max_batch,
-                    self._poll_timeout_s,
-                )
+                messages = await loop.run_in_executor(self._executor, self._fetch)
             except KafkaException as exc:
                 logger.warning("poll failed group=%s error=%s", self.group_id, exc)
                 await asyncio.sleep(0.5)
@@ -159,6 +154,15 @@ class EventConsumer:
                 self._buffered += len(batch)
                 self._queue.put_nowait(batch)
             self._apply_backpressure()
+
+    def _fetch(self) -> list[Message]:
+        # consume(n, timeout) waits for the whole timeout unless n records
+        # arrive, adding up to poll_timeout_s to every hop; poll() returns
+        # with the first record, then consume(n, 0) takes what is queued.
+        first = self._consumer.poll(self._poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(self._max_batch - 1, 0)]
 
     async def _accept(self, message: Message) -> Record | None:
         error = message.error()

@@ -51,6 +51,7 @@ def read_partitions(
             "group.id": "robot-orchestra-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            "fetch.wait.max.ms": settings.fetch_wait_max_ms,
         }
     )
     try:
