@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import defaultdict
 from typing import Any
@@ -39,6 +40,7 @@ class MatchEngine:
             self._core.producer,
             partitions=self._core.owned_partitions(),
         )
+        self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks = [asyncio.get_running_loop().create_task(self._run())]
 
     async def _run(self) -> None:
@@ -140,17 +142,31 @@ class MatchEngine:
             await asyncio.sleep(interval)
 
     async def _fold_results(self) -> None:
+        # Consumption never waits on folding: each match folds its results in
+        # order on a chain of its own, and matches fold side by side.
         async for batch in self._results.batches():
             per_match: dict[str, list[Record]] = defaultdict(list)
             for record in batch:
                 per_match[record.envelope.key].append(record)
-            # Matches fold concurrently; one match's results stay in order.
-            outcomes = await asyncio.gather(
-                *(self._fold(r) for r in per_match.values()), return_exceptions=True
-            )
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    logger.error("robot results not folded error=%r", outcome)
+            for match_id, records in per_match.items():
+                previous = self._chains.get(match_id)
+                task = asyncio.create_task(self._fold_after(previous, records))
+                self._chains[match_id] = task
+                task.add_done_callback(functools.partial(self._unchain, match_id))
+
+    async def _fold_after(
+        self, previous: asyncio.Task[None] | None, records: list[Record]
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            await self._fold(records)
+        except Exception:
+            logger.exception("robot results not folded engine=%d", self._core.index)
+
+    def _unchain(self, match_id: str, task: asyncio.Task[None]) -> None:
+        if self._chains.get(match_id) is task:
+            del self._chains[match_id]
 
     async def _fold(self, records: list[Record]) -> None:
         for record in records:
