@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from actors.personas import Habits
+from game.rules import SEAT_LABELS
 
 Case = Literal["lower", "sentence"]
 Punctuation = Literal["none", "light", "full"]
@@ -72,6 +73,19 @@ _REAL_SLIPS = vocabulary(
     "noting petty rally three tough thin wit"
 )
 
+# Words that would give a robot away: what it is, what it was told, who is who.
+# Prompt text may carry them (a custom prompt is typed by a player), so they
+# never become topic words; stems also catch "humano", "Systemanweisungen".
+REVEALING_WORDS = vocabulary(
+    "ai bot bots chatbot robot robots model models llm gpt assistant "
+    "assistants instruction instructions system systems prompt prompts "
+    "persona personas human humans roster rosters seat seats"
+) | frozenset(SEAT_LABELS)
+_REVEALING_STEMS = (
+    "robot", "instruc", "system", "prompt", "persona", "assistant", "roster", "human",
+)  # fmt: skip
+_LETTERS = re.compile(r"[a-z]+")
+
 HUMAN_WEIGHTS = {
     "starts_lower": 1.0,
     "open_ending": 1.0,
@@ -110,6 +124,21 @@ KNOWN_TYPOS = frozenset(
     for slip in _slips(word)
     if slip not in COMMON_WORDS | _REAL_SLIPS
 )
+
+
+def revealing(word: str) -> bool:
+    """Whether a lowercase word would tell a robot from a human player."""
+    return word in REVEALING_WORDS or any(stem in word for stem in _REVEALING_STEMS)
+
+
+def reveals(text: str, persona_name: str, allowed: Iterable[str] = ()) -> bool:
+    """Whether a text names a revealing word (outside ``allowed``) or the persona."""
+    words = _LETTERS.findall(text.lower())
+    spared = frozenset(allowed)
+    if any(revealing(word) and word not in spared for word in words):
+        return True
+    name = " ".join(persona_name.split("_"))
+    return f" {name} " in f" {' '.join(words)} "
 
 
 def add_typo(word: str, rng: random.Random) -> str:

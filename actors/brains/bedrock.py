@@ -22,6 +22,7 @@ from actors.brains.rate_limit import RateLimiter
 from actors.personas import BrainSettings, Persona
 from events.errors import ConfigError
 from events.robot_events import GenerateAnswer, GenerateVote, PastRound, SeatAnswer
+from game.rules import SEAT_LABELS
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
@@ -62,9 +63,24 @@ _LEAK = re.compile(
     r"\bai\b|\ba\.i\.|artificial intelligence|language model|\bllm\b|assistant"
     r"|\b(?:chat)?bots?\b|robot|system prompt|instruction|human players?"
     r"|\bwho(?:\s+is|'s)\s+(?:the\s+)?human|\bwhich\s+(?:one|seat)\s+is\s+human"
-    r"|\bi(?:\s+am|'m)\s+(?:a\s+|only\s+)?human",
+    r"|\bi(?:\s+am|'m)\s+(?:a\s+|only\s+)?human"
+    r"|\bpersonas?\b|\broster\b|\bprogrammed\b"
+    r"|\b(?:my|your|hidden|secret|original|initial)\s+prompts?\b"
+    r"|\b(?:openai|anthropic|claude|chatgpt|gpt|llama|mistral|bedrock)\b",
     re.IGNORECASE,
 )
+# A seat label next to a kind ("fern is human", "humans: amber, dune") or
+# called a seat names the roster, even without the words the guard above knows.
+_SEATS = "|".join(SEAT_LABELS)
+_ROSTER = re.compile(
+    rf"\b(?:{_SEATS})\b\W+(?:\w+\W+){{0,5}}humans?\b"
+    rf"|\bhumans?\b\W+(?:\w+\W+){{0,5}}(?:{_SEATS})\b"
+    rf"|\bseats?\W+(?:{_SEATS})\b",
+    re.IGNORECASE,
+)
+# A run this long copied from the system prompt is an echo, not a coincidence.
+_ECHO_WORDS = 6
+_ECHO_TOKEN = re.compile(r"[a-z0-9']+")
 _LABEL = re.compile(r"^(?:answer|reply)\s*:\s*", re.IGNORECASE)
 _QUOTES = '"`\u201c\u201d\u2018\u2019\u00ab\u00bb'
 
@@ -362,12 +378,29 @@ def _clean(reply: str, max_chars: int) -> str:
 def _check_answer(text: str, persona: Persona, memory: MatchMemory) -> None:
     lowered = text.lower()
     persona_names = {persona.name, persona.name.replace("_", " ")}
-    if _LEAK.search(text) or any(name in lowered for name in persona_names):
+    if (
+        _LEAK.search(text)
+        or _ROSTER.search(text)
+        or any(name in lowered for name in persona_names)
+        or _echoes(text, persona.voice.system_prompt, GAME_RULES)
+    ):
         raise _NoReply("leak guard")
     if not text:
         raise _NoReply("empty reply")
     if memory.has_said(text):
         raise _NoReply("repeated an earlier answer")
+
+
+def _echoes(text: str, *sources: str) -> bool:
+    said = _runs(text)
+    return any(said & _runs(source) for source in sources)
+
+
+def _runs(text: str) -> set[tuple[str, ...]]:
+    words = _ECHO_TOKEN.findall(text.lower())
+    return {
+        tuple(words[i : i + _ECHO_WORDS]) for i in range(len(words) - _ECHO_WORDS + 1)
+    }
 
 
 def _first_seat(reply: str, choices: list[str]) -> str | None:

@@ -5,7 +5,10 @@ a few sentence templates and the prompt's topic keywords, then roughened with
 the persona's habits (case, punctuation, typos, length, emoji). Nothing is
 taken from other players' answers or from the history, so instructions hidden
 there cannot steer a robot; the history is read only to avoid repeating the
-robot's own earlier answers. Every draw comes from a random generator seeded
+robot's own earlier answers. Words that would give a robot away (ai, bot,
+instructions, prompt, human, seat labels, ...; ``_text.REVEALING_WORDS``) are
+never taken from a custom prompt, and a draft that still spells one, or the
+persona's name, is drawn again. Every draw comes from a random generator seeded
 by sha256 of ``f"{seed}:{command_id}"``, so a command always gets the same
 result.
 
@@ -39,12 +42,13 @@ Robot-like:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from actors.brains._text import (
@@ -53,6 +57,8 @@ from actors.brains._text import (
     ballot_scores,
     fit_chars,
     fit_words,
+    revealing,
+    reveals,
     sprinkle_typos,
     trim_to,
     vocabulary,
@@ -137,13 +143,16 @@ class OfflineBrain:
         rng = self._rng(command.command_id)
         topic = self._topic_words(command)
         own = _own_answers(command)
+        refused = functools.partial(
+            _refused, memory=memory, own=own, persona_name=persona.name, topic=topic
+        )
         for _ in range(_MAX_ATTEMPTS):
             draft = _draft(rng, persona, topic, memory)
             text = fit_chars(draft, persona.habits, command.max_chars)
-            if not _repeats(text, memory, own):
+            if not refused(text):
                 break
         else:
-            text = _distinguish(text, topic, command.max_chars, memory, own)
+            text = _distinguish(text, topic, command.max_chars, refused)
         memory.remember(text, *draft.keys)
         logger.debug(
             "answered command_id=%s persona=%s chars=%d",
@@ -197,8 +206,14 @@ class OfflineBrain:
         try:
             return self._prompts.get(command.prompt_id).topic
         except GameError:
+            # A custom prompt is player text: keep no word that would give the
+            # robot away, whatever the prompt asks for.
             words = _WORD.findall(command.prompt.lower())
-            content = [w for w in words if w not in _STOPWORDS and len(w) > 2]
+            content = [
+                w
+                for w in words
+                if w not in _STOPWORDS and len(w) > 2 and not revealing(w)
+            ]
             return tuple(dict.fromkeys(content)) or ("this",)
 
 
@@ -280,12 +295,24 @@ def _repeats(text: str, memory: MatchMemory, own: set[str]) -> bool:
     return memory.has_said(text) or _normal(text) in own
 
 
+def _refused(
+    text: str,
+    *,
+    memory: MatchMemory,
+    own: set[str],
+    persona_name: str,
+    topic: tuple[str, ...],
+) -> bool:
+    # A typo or two adjacent words can still spell a revealing word or the
+    # persona's name; a curated prompt's own topic words stay allowed.
+    return _repeats(text, memory, own) or reveals(text, persona_name, topic)
+
+
 def _distinguish(
     text: str,
     topic: tuple[str, ...],
     max_chars: int,
-    memory: MatchMemory,
-    own: set[str],
+    refused: Callable[[str], bool],
 ) -> str:
     used = set(_normal(text).split())
     words = [w for w in (*topic, *_SPARE_WORDS) if w not in used]
@@ -293,7 +320,9 @@ def _distinguish(
     for cut, word in itertools.product((whole_words, trim_to), words):
         room = max(max_chars - len(word) - 1, 0)
         candidate = f"{cut(text, room)} {word}".strip()
-        if len(candidate) <= max_chars and not _repeats(candidate, memory, own):
+        if len(candidate) <= max_chars and not refused(candidate):
             return candidate
-    logger.warning("no distinct answer fits max_chars=%d; repeating one", max_chars)
+    logger.warning(
+        "no distinct safe answer fits max_chars=%d; keeping the last draft", max_chars
+    )
     return text
