@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 MATCHES ?= 500
-CONCURRENCY ?= 100
+CONCURRENCY ?= $(MATCHES)
 COMMANDS ?= 20000
+RESULTS := bench/results
 
 .PHONY: install run test unit integration lint format bench clean
 
@@ -44,8 +45,15 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Each benchmark starts and stops what it needs (broker, Ray, the app) itself;
+# figures and how to read them are in docs/benchmarks.md.
 bench: install
-	@echo "benchmarks arrive with the load-test issue; nothing to run yet"
+	@mkdir -p $(RESULTS)
+	$(PY) -m bench.loadtest --start-app configs/load.yaml --matches $(MATCHES) \
+		--concurrency $(CONCURRENCY) --json $(RESULTS)/loadtest.json
+	$(PY) -m bench.pipeline --commands $(COMMANDS) --json $(RESULTS)/pipeline.json
+	$(PY) -m bench.gateway --json $(RESULTS)/gateway.json
+	$(PY) -m bench.memory --json $(RESULTS)/memory.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

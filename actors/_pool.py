@@ -50,6 +50,8 @@ class WorkerSlot:
     handle: Any
     in_flight: int = 0
     draining: bool = False
+    started_s: float = field(default_factory=time.monotonic)
+    answered: bool = False
 
 
 @dataclass
@@ -317,12 +319,20 @@ class PersonaPool:
 
     async def check_health(self) -> None:
         """Ping every worker; replace the ones that do not answer in time."""
-        timeout = self.settings.pool.health_timeout_s
-        for slot in list(self.workers.values()):
-            try:
-                await asyncio.wait_for(slot.handle.ping.remote(), timeout)
-            except (TimeoutError, GetTimeoutError, *_WORKER_FAILURES):
+        await asyncio.gather(*(self._check(s) for s in list(self.workers.values())))
+
+    async def _check(self, slot: WorkerSlot) -> None:
+        pool = self.settings.pool
+        try:
+            await asyncio.wait_for(slot.handle.ping.remote(), pool.health_timeout_s)
+        except _WORKER_FAILURES:
+            await self._replace(slot, "died (health check)")
+        except (TimeoutError, GetTimeoutError):
+            starting_s = time.monotonic() - slot.started_s
+            if slot.answered or starting_s > pool.worker_start_timeout_s:
                 await self._replace(slot, "failed its health check")
+        else:
+            slot.answered = True
 
     async def _replace(self, slot: WorkerSlot, reason: str) -> None:
         if self.workers.pop(slot.worker_id, None) is None:

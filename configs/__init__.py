@@ -49,6 +49,9 @@ class PoolSettings(BaseModel):
     downscale_delay_s: Annotated[float, Field(ge=0)] = 15.0
     health_interval_s: Annotated[float, Field(gt=0)] = 5.0
     health_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    # A new worker is a new process (about 0.3 s idle, far more on a loaded
+    # machine); until it answers its first ping only this bound replaces it.
+    worker_start_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     worker_num_cpus: Annotated[float, Field(ge=0)] = 0.0
     worker_resources: dict[str, float] = Field(default_factory=dict)
     memory_matches: Annotated[int, Field(ge=10)] = 2000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import random
 import secrets
 import uuid
@@ -29,6 +30,36 @@ class Refused(Exception):
     def __init__(self, code: str, message: str) -> None:
         self.code, self.message = code, message
         super().__init__(f"{code}: {message}")
+
+
+def json_object(raw: str | bytes, what: str) -> dict[str, Any]:
+    """Parse a frame or a body that must be one JSON object of valid Unicode.
+
+    Raises:
+        Refused: ``bad_json`` for text that is not JSON (nesting too deep
+            included), ``bad_frame`` for another value or a lone surrogate.
+    """
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise Refused("bad_json", f"not valid JSON: {exc.msg} at {exc.pos}") from exc
+    except (ValueError, RecursionError) as exc:
+        # CPython's parser gives up near 1000 levels of nesting with a
+        # RecursionError, which is not a ValueError.
+        raise Refused("bad_json", f"not valid JSON: {type(exc).__name__}") from exc
+    if not isinstance(value, dict):
+        raise Refused(
+            "bad_frame", f"{what} is a JSON object, got {type(value).__name__}"
+        )
+    try:
+        # A "\ud800" escape parses to a lone surrogate, which no event can
+        # carry; refuse it here rather than fail when the event is encoded.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Refused(
+            "bad_frame", f"{what} holds a lone surrogate at {exc.start}: not Unicode"
+        ) from exc
+    return value
 
 
 @dataclass(frozen=True)

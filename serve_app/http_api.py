@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from serve_app.gateway import GatewayCore, Refused, token_hash
+from serve_app.gateway import GatewayCore, Refused, json_object, token_hash
 from serve_app.views import public_timeline
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -123,13 +122,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > _MAX_BODY_BYTES:
         raise Refused("bad_frame", f"bodies are at most {_MAX_BODY_BYTES} bytes")
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise Refused("bad_json", f"not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise Refused("bad_frame", "the body is a JSON object")
-    return body
+    return json_object(raw or b"{}", "the body")
 
 
 def _field(body: dict[str, Any], name: str, kind: type, default: Any) -> Any:

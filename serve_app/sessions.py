@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from actors._metrics import gateway_metrics
 from serve_app.feeds import MatchFeed
-from serve_app.gateway import GatewayCore, Refused, Seat
+from serve_app.gateway import GatewayCore, Refused, Seat, json_object
 from serve_app.views import match_view, public_event
 
 logger = logging.getLogger(__name__)
@@ -199,14 +199,7 @@ class Session:
 
 
 def _parse(raw: str) -> dict[str, Any]:
-    try:
-        frame = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise Refused("bad_json", f"not valid JSON: {exc.msg} at {exc.pos}") from exc
-    if not isinstance(frame, dict):
-        raise Refused(
-            "bad_frame", f"a frame is a JSON object, got {type(frame).__name__}"
-        )
+    frame = json_object(raw, "a frame")
     if not isinstance(frame.get("type"), str):
         raise Refused("bad_frame", 'a frame needs a string "type"')
     return frame
