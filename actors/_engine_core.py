@@ -88,6 +88,7 @@ class EngineCore:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._changed: dict[str, asyncio.Event] = {}
         self.ready = asyncio.Event()
+        self.started_at = datetime.now(UTC)
 
     # Ownership
 
@@ -126,11 +127,13 @@ class EngineCore:
             state.apply(event)
             self.logs.setdefault(event.match_id, []).append(event)
         unfinished = [m for m, s in self.matches.items() if s.phase != "ended"]
-        for match_id, state in list(self.matches.items()):
+        for match_id, state in self.matches.items():
             if state.phase == "ended":
-                self._forget(match_id)
-            else:
-                self._index(match_id, state)
+                # A match may have ended just before the restart, with players
+                # yet to be sent its last events: keep it for the retention
+                # window from its real end, as if the engine had never died.
+                self.ended_at[match_id] = self.logs[match_id][-1].occurred_at
+            self._index(match_id, state)
         self.ready.set()
         logger.info(
             "engine rebuilt engine=%d events=%d unfinished=%d",
@@ -349,12 +352,9 @@ class EngineCore:
         if state.phase == "ended":
             self.ended_at.setdefault(match_id, self.now())
 
-    def _forget(self, match_id: str) -> None:
+    def _evict(self, match_id: str) -> None:
         self.matches.pop(match_id, None)
         self.logs.pop(match_id, None)
-
-    def _evict(self, match_id: str) -> None:
-        self._forget(match_id)
         self.ended_at.pop(match_id, None)
         self._locks.pop(match_id, None)
         self._changed.pop(match_id, None)
@@ -413,6 +413,7 @@ class EngineCore:
             phases[state.phase] += 1
         return {
             "engine": self.index,
+            "started_at": self.started_at.isoformat(),
             "matches": len(self.matches),
             "phases": dict(phases),
             "open_invites": len(self.invites),

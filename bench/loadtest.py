@@ -59,6 +59,7 @@ class Figures:
     longest_stall_s: float = 0.0
     frames: list[dict[str, Any]] = field(default_factory=list)
     record_frames: bool = False
+    stuck: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Human:
@@ -217,6 +218,17 @@ async def play_match(
     except Exception as exc:
         figures.failed += 1
         figures.errors[f"client:{type(exc).__name__}"] += 1
+        # Where each player of a failed match stood, to find the stall.
+        figures.stuck += [
+            {
+                "match_id": h.match_id,
+                "seq": h.seq,
+                "phase": h.view.get("phase"),
+                "round": h.view.get("round"),
+                "error": repr(exc)[:200],
+            }
+            for h in humans
+        ]
     finally:
         for human in humans:
             if human.ws is not None:
@@ -286,6 +298,7 @@ async def run(
         "reconnects": figures.reconnects,
         "longest_stall_s": round(figures.longest_stall_s, 2),
         "errors": dict(figures.errors),
+        "stuck": figures.stuck,
         "elapsed_s": round(elapsed_s, 2),
         "matches_per_min": round(figures.completed / elapsed_s * 60, 2),
         "events_per_s": round(figures.public_events / elapsed_s, 2),

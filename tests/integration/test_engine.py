@@ -157,6 +157,39 @@ async def test_engine_killed_mid_round_finishes_with_nothing_lost(
     assert len(state.rounds) == 5
 
 
+async def restarted(player: ScriptedPlayer, engine: Any, started_at: str) -> None:
+    """Wait until a new instance of the engine answers (``ray.kill`` is async)."""
+    for _ in range(200):
+        status = await player.call(engine, "status")
+        if status["started_at"] != started_at:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the engine did not restart within 20 s")
+
+
+async def test_engine_killed_after_a_match_ended_still_serves_its_tail(
+    engines: tuple[list[Any], AppSettings],
+    robots: StandInRobots,
+    kafka: KafkaSettings,
+    broker: EmbeddedBroker,
+) -> None:
+    # A player may not yet have read a match's last events when the engine
+    # dies; the rebuilt engine must still hand them out.
+    handles, settings = engines
+    alice = ScriptedPlayer(fresh_player(), handles, settings)
+    await alice.create("classic", timings=FAST)
+    await asyncio.wait_for(alice.play(), 120)
+    engine = alice.engine_for(alice.match_id)
+    before = await engine.status.remote()
+
+    kill_engine(engine)
+    await restarted(alice, engine, before["started_at"])
+    tail = await alice.call(engine, "events_since", alice.match_id, 50)
+
+    assert [e.event_id for e in tail] == [e.event_id for e in alice.received[50:]]
+    assert isinstance(tail[-1].payload, MatchEnded)
+
+
 async def test_engine_ends_a_match_whose_robots_never_answer(
     engines: tuple[list[Any], AppSettings],
     kafka: KafkaSettings,

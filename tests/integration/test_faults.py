@@ -135,14 +135,17 @@ def record(name: str, results: dict[str, Any]) -> None:
         for key in (
             "fault", "matches", "matches_completed", "matches_failed",
             "lost_events", "duplicate_events", "phantom_events", "kafka_events",
-            "reconnects", "longest_stall_s", "wall_s", "errors",
+            "reconnects", "longest_stall_s", "wall_s", "errors", "stuck",
         )
     }  # fmt: skip
     ARTIFACT.write_text(json.dumps(saved, indent=2, sort_keys=True))
 
 
 def assert_nothing_lost(results: dict[str, Any], matches: int) -> None:
-    assert results["matches_completed"] == matches, results["errors"]
+    assert results["matches_completed"] == matches, (
+        results["errors"],
+        results["stuck"],
+    )
     assert results["matches_failed"] == 0
     assert results["lost_events"] == 0
     assert results["duplicate_events"] == 0
