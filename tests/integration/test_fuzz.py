@@ -355,15 +355,22 @@ class FrameFuzzer:
         return json.dumps(frame | {"last_seq": self.seq})
 
     def _exchange(self, raw: str, pongs: int) -> list[dict[str, Any]]:
-        """Send a frame and a ping; the frames that came back before the pongs."""
+        """Send a frame and a ping; the frames that came back before the pongs.
+
+        A fuzzed ping is answered by a pong or, when it is refused (a lone
+        surrogate in a field), by an error frame instead: either ends its wait.
+        """
         self._send(raw)
         self._send(PING)
         replies = []
         while pongs:
             frame = self._read()
-            pongs -= frame["type"] == "pong"
-            if frame["type"] != "pong":
-                replies.append(frame)
+            if frame["type"] == "pong":
+                pongs -= 1
+                continue
+            replies.append(frame)
+            if pongs == 2 and frame["type"] == "error":
+                pongs -= 1
         return replies
 
     def _send(self, raw: str) -> None:
