@@ -35,6 +35,11 @@ from configs import load_settings
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_YAML = ROOT / "cluster" / "cluster.yaml"
 SERVE_YAML = ROOT / "configs" / "serve.yaml"
+SERVE_CLUSTER_YAML = ROOT / "configs" / "serve-cluster.yaml"
+SERVE_CONFIGS = [
+    pytest.param(SERVE_YAML, id="serve"),
+    pytest.param(SERVE_CLUSTER_YAML, id="serve-cluster"),
+]
 
 
 def cluster() -> dict[str, Any]:
@@ -42,8 +47,8 @@ def cluster() -> dict[str, Any]:
     return data
 
 
-def serve_config() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(SERVE_YAML.read_text())
+def serve_config(path: Path = SERVE_YAML) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
     return data
 
 
@@ -167,8 +172,9 @@ def test_cluster_config_exports_load_as_msk_settings_that_place_robots(
     )
 
 
-def test_serve_config_passes_serve_schema() -> None:
-    data = serve_config()
+@pytest.mark.parametrize("path", SERVE_CONFIGS)
+def test_serve_config_passes_serve_schema(path: Path) -> None:
+    data = serve_config(path)
 
     schema = ServeDeploySchema.model_validate(data)
 
@@ -201,6 +207,25 @@ def test_serve_config_unknown_key_is_found(
     found = unknown_keys(ServeDeploySchema, data)
 
     assert found == [expected]
+
+
+def test_serve_cluster_config_keeps_the_nodes_settings_and_gateway_nodes() -> None:
+    app = serve_config(SERVE_CLUSTER_YAML)["applications"][0]
+    gateway_nodes = [
+        node
+        for node in cluster()["available_node_types"].values()
+        if "gateway" in node["resources"]
+    ]
+
+    env_vars = app.get("runtime_env", {}).get("env_vars", {})
+    assert not [name for name in env_vars if name.startswith("RO_")]
+    options = app["deployments"][0]["ray_actor_options"]
+    assert set(options["resources"]) == {"gateway"}
+    assert gateway_nodes
+    assert all(
+        node["resources"]["gateway"] >= options["resources"]["gateway"]
+        for node in gateway_nodes
+    )
 
 
 def test_serve_config_bad_value_is_refused_by_serve() -> None:
