@@ -82,10 +82,18 @@ class Orchestrator:
             "personas": {name: pool.status() for name, pool in self.pools.items()},
         }
 
-    async def workers(self) -> dict[str, list[Any]]:
-        """Worker handles per persona (for operators and fault tests)."""
+    async def workers(self, busy_only: bool = False) -> dict[str, list[Any]]:
+        """Worker handles per persona (for operators and fault tests).
+
+        Args:
+            busy_only: only the workers running a chunk of commands right now.
+        """
         return {
-            name: [slot.handle for slot in pool.workers.values()]
+            name: [
+                slot.handle
+                for slot in pool.workers.values()
+                if slot.in_flight > 0 or not busy_only
+            ]
             for name, pool in self.pools.items()
         }
 

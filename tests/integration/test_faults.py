@@ -43,14 +43,23 @@ def actor(env: AppEnv, name: str) -> Any:
 
 async def kill_workers(env: AppEnv) -> str:
     orchestrator = actor(env, orchestrator_name(0))
-    killed = 0
+    mid_command = 0
     for _ in range(3):
         await asyncio.sleep(2.0)
-        workers = await orchestrator.workers.remote()
-        handles = [h for hs in workers.values() for h in hs]
-        ray.kill(random.choice(handles), no_restart=True)
-        killed += 1
-    return f"{killed} robot workers killed, 2 s apart"
+        # Offline generation takes milliseconds: look for a worker caught
+        # with a chunk in flight for a while, then take any worker.
+        busy: list[Any] = []
+        give_up = time.monotonic() + 2.0
+        while not busy and time.monotonic() < give_up:
+            workers = await orchestrator.workers.remote(busy_only=True)
+            busy = [h for hs in workers.values() for h in hs]
+        if busy:
+            mid_command += 1
+        else:
+            workers = await orchestrator.workers.remote()
+            busy = [h for hs in workers.values() for h in hs]
+        ray.kill(random.choice(busy), no_restart=True)
+    return f"3 robot workers killed 2 s apart, {mid_command} of them mid-command"
 
 
 async def kill_orchestrator(env: AppEnv) -> str:
@@ -73,6 +82,7 @@ async def kill_replica(env: AppEnv) -> str:
         a for a in ray.util.list_named_actors(all_namespaces=True)
         if a["name"].startswith("SERVE_REPLICA::robot-orchestra#Gateway")
     ]  # fmt: skip
+    assert replicas, "no gateway replica found to kill"
     for replica in replicas:
         handle = ray.get_actor(replica["name"], namespace=replica["namespace"])
         ray.kill(handle, no_restart=False)
@@ -141,7 +151,7 @@ def record(name: str, results: dict[str, Any]) -> None:
     ARTIFACT.write_text(json.dumps(saved, indent=2, sort_keys=True))
 
 
-def assert_nothing_lost(results: dict[str, Any], matches: int) -> None:
+def assert_nothing_lost(results: dict[str, Any], matches: int, fault: Injector) -> None:
     assert results["matches_completed"] == matches, (
         results["errors"],
         results["stuck"],
@@ -151,6 +161,8 @@ def assert_nothing_lost(results: dict[str, Any], matches: int) -> None:
     assert results["duplicate_events"] == 0
     assert results["phantom_events"] == 0
     assert results["kafka_events"] > 0
+    if fault is kill_replica:
+        assert results["reconnects"] >= 1, "no client lost its socket"
 
 
 FAULTS = [
@@ -172,7 +184,7 @@ async def test_fault_matches_finish_with_nothing_lost(
     results = await play_with_fault(app_env, fault, matches)
     record(request.node.callspec.id, results)
 
-    assert_nothing_lost(results, matches)
+    assert_nothing_lost(results, matches, fault)
 
 
 async def test_fault_poison_records_reach_dead_letters(app_env: AppEnv) -> None:
@@ -213,4 +225,4 @@ async def test_fault_soak_many_matches(
     results = await play_with_fault(app_env, fault, matches)
     record(f"soak-{request.node.callspec.id}", results)
 
-    assert_nothing_lost(results, matches)
+    assert_nothing_lost(results, matches, fault)

@@ -15,6 +15,7 @@ from configs import load_settings
 from events.reader import read_match
 from game.rules import SEAT_LABELS
 from serve_app.views import is_public
+from tests.integration.conftest import wait_for
 from tests.integration.ws_client import WsPlayer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -104,19 +105,29 @@ async def test_protocol_reconnect_mid_round_misses_nothing(serve_url: str) -> No
     await first.create("classic")
     await first.play_round(1)
     await first.until(lambda v: v["round"] == 2 and v["phase"] == "answering")
+    await first.answer("back soon, still thinking about lunch", "a2")
     await first.close()
+    left_at = first.seq
 
+    async def voting_opened_while_away() -> bool:
+        types = await asyncio.to_thread(kafka_public_types, serve_url, first.match_id)
+        return types.count("voting_opened") >= 2
+
+    await wait_for(voting_opened_while_away, 30.0, "round 2's voting to open")
     second = await WsPlayer(serve_url).connect()
     second.match_id, second.token = first.match_id, first.token
     second.events = list(first.events)
-    await second.resume(first.seq)
-    await second.until(lambda v: v["round"] == 2)
-    await second.answer("back again, still thinking about lunch", "a2")
+    await second.resume(left_at)
+    catch_up = await second.expect("update")
+    await second.until(lambda v: v["round"] >= 2 and v["phase"] != "answering")
     for number in range(2, 6):
         await second.play_round(number)
     await second.until(lambda v: v["phase"] == "ended")
     await second.close()
 
+    missed = [e for e in catch_up["events"] if e["seq"] > left_at]
+    assert missed and missed[0]["seq"] == left_at + 1
+    assert "voting_opened" in [e["type"] for e in missed]
     assert_no_gaps(second)
     assert [e["type"] for e in second.events] == kafka_public_types(
         serve_url, second.match_id
