@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +28,7 @@ from pydantic_settings import (
 
 from events.errors import ConfigError
 from events.settings import KafkaSettings
+from game.templates import Timings
 
 CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = CONFIG_DIR / "local.yaml"
@@ -64,6 +72,29 @@ class GameSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     timings: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("timings")
+    @classmethod
+    def _check_timings(cls, timings: dict[str, float]) -> dict[str, float]:
+        # The engine applies these over each template's timings; checking
+        # them against the same model here fails at start-up, not at the
+        # first match created.
+        known = sorted(Timings.model_fields)
+        unknown = sorted(set(timings) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {unknown} in game.timings; expected some of "
+                f"{known}; fix the spelling or remove the key"
+            )
+        try:
+            Timings.model_validate(timings)
+        except ValidationError as exc:
+            wrong = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise ValueError(f"invalid game.timings: {wrong}") from exc
+        return timings
 
 
 class ServeSettings(BaseModel):

@@ -19,7 +19,13 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from events.envelope import SCHEMA_MAJOR, SCHEMA_MINOR, Envelope, Payload
+from events.envelope import (
+    SCHEMA_MAJOR,
+    SCHEMA_MINOR,
+    Envelope,
+    EnvelopeMismatch,
+    Payload,
+)
 from events.errors import EventDecodeError
 
 _PAYLOAD_ADAPTER: TypeAdapter[Payload] = TypeAdapter(Payload)
@@ -45,10 +51,27 @@ def decode(data: bytes | str | None) -> Envelope:
     Raises:
         EventDecodeError: the record is not JSON, has an unknown type or an
             unsupported version, or a field is missing or wrong. The error names
-            the field, the value seen and what was expected.
+            the field, the value seen and what was expected. It is the only
+            error raised, whatever the record holds.
     """
     if data is None:
         raise EventDecodeError("<record>", None, "a JSON object, got an empty value")
+    try:
+        return _decode(data)
+    except EventDecodeError:
+        raise
+    except Exception as exc:
+        # A hostile record must not stop a consumer's poll task: whatever
+        # json or pydantic raise on it, the record is dead-lettered instead.
+        raise EventDecodeError(
+            "<record>",
+            _preview(data),
+            "a record the codec can decode; decoding failed with "
+            f"{type(exc).__name__}: {exc}",
+        ) from exc
+
+
+def _decode(data: bytes | str) -> Envelope:
     try:
         envelope = Envelope.model_validate_json(data)
     except ValidationError as exc:
@@ -61,8 +84,12 @@ def _decode_slowly(data: bytes | str, first_error: ValidationError) -> Envelope:
     """Explain a failed record, or accept it when it is a newer minor version."""
     try:
         raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EventDecodeError("<record>", _preview(data), "valid JSON") from exc
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+        raise _not_json(data, str(exc)) from exc
+    except RecursionError as exc:
+        # CPython's parser gives up near sys.getrecursionlimit() levels of
+        # nesting with a RecursionError, which is not a ValueError.
+        raise _not_json(data, "arrays or objects nested too deeply") from exc
     if not isinstance(raw, dict):
         raise EventDecodeError("<record>", raw, "a JSON object")
 
@@ -114,6 +141,13 @@ def _drop_unknown_fields(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _translate(exc: ValidationError) -> EventDecodeError:
     error = exc.errors(include_url=False)[0]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, EnvelopeMismatch):
+        return EventDecodeError(cause.field, cause.value, cause.expected)
+    if error["type"] == "json_invalid":
+        raw = error.get("input")
+        shown = raw if isinstance(raw, bytes | str) else str(raw)
+        return _not_json(shown, str(cause or error["msg"]))
     loc = [str(part) for part in error["loc"]]
     # A discriminated union puts the payload type into the location path;
     # readers think of ``payload.text``, not ``payload.answer_submitted.text``.
@@ -121,6 +155,14 @@ def _translate(exc: ValidationError) -> EventDecodeError:
         del loc[1]
     field = ".".join(loc) or "<record>"
     return EventDecodeError(field, error.get("input"), error["msg"].lower())
+
+
+def _not_json(data: bytes | str, reason: str) -> EventDecodeError:
+    return EventDecodeError(
+        "<record>",
+        _preview(data),
+        f"valid JSON; the record is not valid JSON: {reason}",
+    )
 
 
 def _preview(data: bytes | str) -> str:

@@ -173,6 +173,8 @@ class EventConsumer:
             return None
         topic, partition, offset = located(message)
         self._tracker.add((topic, partition), offset)
+        # decode raises nothing but EventDecodeError, whatever the record holds
+        # (nesting too deep for the parser included), so no record ends this task.
         try:
             envelope = decode(message.value())
         except EventDecodeError as exc:

@@ -62,6 +62,16 @@ Payload = Annotated[
 ]
 
 
+class EnvelopeMismatch(ValueError):
+    """An envelope field disagrees with its payload; carries the field's name."""
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        super().__init__(f"field {field!r} has value {value!r}; expected {expected}")
+
+
 class Envelope(Model):
     """One record on any topic: identity, causality and a typed payload.
 
@@ -82,12 +92,18 @@ class Envelope(Model):
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:
         if self.type != self.payload.type:
-            raise ValueError(
-                f"envelope type {self.type!r} differs from payload type "
-                f"{self.payload.type!r}"
+            raise EnvelopeMismatch(
+                "type",
+                self.type,
+                f"{self.payload.type!r}, the type of its payload",
             )
         if self.match_id is None and not isinstance(self.payload, POOL_PAYLOADS):
-            raise ValueError(f"a {self.type} record needs a match_id")
+            raise EnvelopeMismatch(
+                "match_id",
+                None,
+                f"a match id: a {self.type} record needs a match_id (only pool "
+                "records have none)",
+            )
         return self
 
     @property

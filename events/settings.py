@@ -59,7 +59,11 @@ class Topics(BaseModel):
 
 
 class KafkaSettings(BaseModel):
-    """How to reach Kafka. No bootstrap servers means the embedded broker."""
+    """How to reach Kafka. No bootstrap servers means the embedded broker.
+
+    The embedded broker speaks PLAINTEXT only, so SSL or SASL settings need
+    ``bootstrap_servers``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -88,23 +92,48 @@ class KafkaSettings(BaseModel):
     topics: Topics = Topics()
 
     @model_validator(mode="after")
-    def _check_auth(self) -> Self:
-        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
-            raise ValueError(
-                f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be at "
-                f"most a third of session_timeout_ms ({self.session_timeout_ms})"
-            )
+    def _check_settings(self) -> Self:
+        # Every problem at once: a file fixed one error at a time takes as
+        # many deploys as it has errors.
+        problems = [*self._heartbeat_problems(), *self._auth_problems()]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _heartbeat_problems(self) -> list[str]:
+        if self.heartbeat_interval_ms * 3 <= self.session_timeout_ms:
+            return []
+        return [
+            f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be at "
+            f"most a third of session_timeout_ms ({self.session_timeout_ms})"
+        ]
+
+    def _auth_problems(self) -> list[str]:
+        problems = []
         if self.sasl_mechanism == "OAUTHBEARER" and not self.aws_region:
-            raise ValueError("OAUTHBEARER (MSK IAM) needs aws_region")
+            problems.append("OAUTHBEARER (MSK IAM) needs aws_region")
         scram = (self.sasl_mechanism or "").startswith("SCRAM")
         if scram and not (self.sasl_username and self.sasl_password):
-            raise ValueError(f"{self.sasl_mechanism} needs sasl_username/password")
+            problems.append(
+                f"{self.sasl_mechanism} needs sasl_username and sasl_password; "
+                "give the password with RO_KAFKA__SASL_PASSWORD"
+            )
         if self.sasl_mechanism and not self.security_protocol.startswith("SASL"):
-            raise ValueError(
+            problems.append(
                 f"sasl_mechanism {self.sasl_mechanism} needs security_protocol "
                 f"SASL_SSL or SASL_PLAINTEXT, got {self.security_protocol}"
             )
-        return self
+        if self.embedded and self.security_protocol != "PLAINTEXT":
+            # Otherwise the embedded broker starts instead, and clients fail
+            # to authenticate with it only when their timeouts run out.
+            problems.append(
+                f"security_protocol {self.security_protocol} needs "
+                f"bootstrap_servers, got {self.bootstrap_servers!r}: an empty "
+                "value means the embedded broker, which speaks PLAINTEXT only; "
+                "set kafka.bootstrap_servers in the config file or "
+                "RO_KAFKA__BOOTSTRAP_SERVERS=host:port[,host:port]"
+            )
+        return problems
 
     @property
     def embedded(self) -> bool:

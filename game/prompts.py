@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from game.errors import GameError
 
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "configs" / "prompts.yaml"
+# A match draws up to 20 prompts (Timings.rounds) without repeats; three
+# times that keeps matches played back to back from feeling the same.
+MIN_PROMPTS = 60
 
 
 class Prompt(BaseModel):
@@ -25,11 +30,18 @@ class Prompt(BaseModel):
 
 
 class PromptBank(BaseModel):
-    """Every prompt a match can draw from."""
+    """Every prompt a match can draw from: at least ``MIN_PROMPTS``, all unique."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    prompts: tuple[Prompt, ...] = Field(min_length=1)
+    prompts: tuple[Prompt, ...]
+
+    @model_validator(mode="after")
+    def _check_bank(self) -> Self:
+        problems = [*_size_problems(self.prompts), *_duplicate_problems(self.prompts)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @classmethod
     def load(cls, path: Path = PROMPTS_FILE) -> PromptBank:
@@ -56,3 +68,31 @@ class PromptBank(BaseModel):
                 "match used them all; add prompts or lower the round count"
             )
         return rng.choice(fresh)
+
+
+def _size_problems(prompts: Sequence[Prompt]) -> list[str]:
+    if len(prompts) >= MIN_PROMPTS:
+        return []
+    return [
+        f"the bank has {len(prompts)} prompts, expected at least {MIN_PROMPTS}; "
+        "add prompts to the file"
+    ]
+
+
+def _duplicate_problems(prompts: Sequence[Prompt]) -> list[str]:
+    problems = []
+    ids = Counter(p.id for p in prompts)
+    if repeated := sorted(k for k, n in ids.items() if n > 1):
+        problems.append(
+            f"prompt ids {repeated} appear more than once, expected unique ids; "
+            "give each prompt an id of its own"
+        )
+    # Texts compare ignoring case and spacing: those alone do not make a
+    # prompt new to a player.
+    texts = Counter(" ".join(p.text.casefold().split()) for p in prompts)
+    if repeated := sorted(k for k, n in texts.items() if n > 1):
+        problems.append(
+            f"prompt texts {repeated} appear more than once, expected unique "
+            "texts; remove or reword the copies"
+        )
+    return problems

@@ -272,8 +272,8 @@ def _unknown_type(record: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("data", "field", "fragment"),
     [
-        pytest.param(b"{not json", "<record>", "valid JSON", id="not-json"),
-        pytest.param(b"\xff\xfe\x00", "<record>", "valid JSON", id="not-utf8"),
+        pytest.param(b"{not json", "<record>", "not valid JSON", id="not-json"),
+        pytest.param(b"\xff\xfe\x00", "<record>", "not valid JSON", id="not-utf8"),
         pytest.param(b"[1, 2, 3]", "<record>", "a JSON object", id="json-array"),
         pytest.param(b'"text"', "<record>", "a JSON object", id="json-string"),
         pytest.param(None, "<record>", "empty value", id="none"),
@@ -366,14 +366,14 @@ def _unknown_type(record: dict[str, Any]) -> None:
         ),
         pytest.param(
             _edit(_set("type", "player_joined")),
-            "<record>",
-            "differs from payload type",
+            "type",
+            "'round_started', the type of its payload",
             id="envelope-type-differs",
         ),
         pytest.param(
             _edit(_set("match_id", None)),
-            "<record>",
-            "needs a match_id",
+            "match_id",
+            "a round_started record needs a match_id",
             id="match-id-null",
         ),
         pytest.param(
@@ -400,6 +400,88 @@ def test_decode_rejects_invalid_record(
     assert fragment.lower() in error.expected.lower()
     assert fragment.lower() in str(error).lower()
     assert str(error).startswith(f"cannot decode event: field {field!r}")
+
+
+def test_decode_mismatch_error_names_field_and_value() -> None:
+    with pytest.raises(EventDecodeError) as caught:
+        decode(_edit(_set("type", "player_joined")))
+
+    assert str(caught.value) == (
+        "cannot decode event: field 'type' has value 'player_joined'; "
+        "expected 'round_started', the type of its payload"
+    )
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _record_with_prompt(prompt_json: str) -> str:
+    record = json.dumps(_valid_record())
+    return record.replace('"What is for breakfast?"', prompt_json)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        pytest.param(_nested(5000), "nested too deeply", id="array-5000"),
+        pytest.param(
+            '{"a": ' * 5000 + "1" + "}" * 5000, "nested too deeply", id="object-5000"
+        ),
+        pytest.param(
+            _nested(5000).encode(), "nested too deeply", id="array-5000-bytes"
+        ),
+        pytest.param(_nested(100_000), "nested too deeply", id="array-100000"),
+        pytest.param(
+            _record_with_prompt(_nested(5000)),
+            "nested too deeply",
+            id="record-field-5000",
+        ),
+        pytest.param(
+            _record_with_prompt(_nested(300)),
+            "recursion limit exceeded",
+            id="record-field-300",
+        ),
+    ],
+)
+def test_decode_refuses_deeply_nested_json_with_decode_error(
+    data: str | bytes, reason: str
+) -> None:
+    with pytest.raises(EventDecodeError) as caught:
+        decode(data)
+
+    error = caught.value
+    assert error.field == "<record>"
+    assert error.expected.startswith("valid JSON; the record is not valid JSON: ")
+    assert reason in error.expected
+    assert str(error).startswith("cannot decode event: field '<record>' has value ")
+    assert len(str(error)) < 250
+
+
+def test_decode_refuses_invalid_json_escape_without_odd_wording() -> None:
+    with pytest.raises(EventDecodeError) as caught:
+        decode(_record_with_prompt('"tea \\ud800"'))
+
+    assert "expected invalid json" not in str(caught.value).lower()
+    assert "the record is not valid JSON: " in str(caught.value)
+
+
+def test_decode_turns_unexpected_failure_into_decode_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def explode(_data: bytes | str) -> Envelope:
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(Envelope, "model_validate_json", explode)
+
+    with pytest.raises(EventDecodeError) as caught:
+        decode(encode(_envelope(PAYLOADS[0])))
+
+    assert caught.value.field == "<record>"
+    assert caught.value.expected == (
+        "a record the codec can decode; decoding failed with RuntimeError: parser bug"
+    )
+    assert isinstance(caught.value.__cause__, RuntimeError)
 
 
 def test_decode_error_message_truncates_long_values() -> None:

@@ -8,9 +8,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+import yaml
 
 from events import Envelope, Payload, new_event
 from events.match_events import (
@@ -33,6 +35,7 @@ from events.robot_events import (
 )
 from game import (
     Context,
+    GameError,
     MatchState,
     PromptBank,
     RuleViolation,
@@ -51,6 +54,7 @@ from game import (
     submit_answer,
     winners,
 )
+from game.prompts import MIN_PROMPTS, PROMPTS_FILE
 from game.rules import INVITE_ALPHABET, SEAT_LABELS
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -1105,3 +1109,73 @@ def test_match_start_without_personas_fails_clearly() -> None:
 
     with pytest.raises(GameError, match="no robot personas"):
         rules._pick_personas((), 1, random.Random(0))
+
+
+# --- prompt bank ---------------------------------------------------------------
+
+
+def test_prompt_bank_shipped_bank_is_large_and_unique() -> None:
+    bank = PromptBank.load(PROMPTS_FILE)
+
+    assert len(bank.prompts) >= MIN_PROMPTS
+    assert len({p.id for p in bank.prompts}) == len(bank.prompts)
+    assert len({p.text.casefold() for p in bank.prompts}) == len(bank.prompts)
+
+
+def _bank_entries(count: int) -> list[dict[str, Any]]:
+    return [
+        {"id": f"p{n:03d}", "text": f"Prompt number {n}?", "topic": ["word"]}
+        for n in range(1, count + 1)
+    ]
+
+
+def _with_duplicate_id() -> list[dict[str, Any]]:
+    entries = _bank_entries(MIN_PROMPTS)
+    entries[7]["id"] = "p003"
+    return entries
+
+
+def _with_duplicate_text() -> list[dict[str, Any]]:
+    entries = _bank_entries(MIN_PROMPTS)
+    entries[9]["text"] = "  prompt NUMBER   4?"
+    return entries
+
+
+@pytest.mark.parametrize(
+    ("entries", "fragments"),
+    [
+        pytest.param(
+            _bank_entries(MIN_PROMPTS - 1),
+            ["has 59 prompts", f"expected at least {MIN_PROMPTS}", "add prompts"],
+            id="too-few",
+        ),
+        pytest.param(
+            _with_duplicate_id(),
+            ["prompt ids ['p003'] appear more than once", "unique ids"],
+            id="duplicate-id",
+        ),
+        pytest.param(
+            _with_duplicate_text(),
+            ["prompt texts ['prompt number 4?'] appear more than once"],
+            id="duplicate-text",
+        ),
+        pytest.param(
+            _bank_entries(3) * 2,
+            ["has 6 prompts", "prompt ids", "prompt texts"],
+            id="every-problem-at-once",
+        ),
+    ],
+)
+def test_prompt_bank_refuses_invalid_bank(
+    tmp_path: Path, entries: list[dict[str, Any]], fragments: list[str]
+) -> None:
+    path = tmp_path / "prompts.yaml"
+    path.write_text(yaml.safe_dump({"prompts": entries}))
+
+    with pytest.raises(GameError) as caught:
+        PromptBank.load(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"cannot load prompts from {path}: ")
+    for fragment in fragments:
+        assert fragment in message
