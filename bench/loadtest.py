@@ -23,7 +23,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter, defaultdict
@@ -325,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", choices=["classic", "duo"], default="classic")
     parser.add_argument("--timeout-s", type=float, default=120.0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--proxy",
+        choices=["haproxy", "default"],
+        default="haproxy",
+        help="Serve's proxy for --start-app (haproxy, as `make run` uses)",
+    )
     args = parser.parse_args(argv)
     if not (args.url or args.start_app):
         parser.error("give --url of a running app, or --start-app CONFIG")
@@ -332,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         results = asyncio.run(run(args))
     else:
-        with local_app(args.start_app) as url:
+        with local_app(args.start_app, haproxy=args.proxy == "haproxy") as url:
             args.url = url
             results = asyncio.run(run(args))
     summary = {k: v for k, v in results.items() if k != "pool"}
@@ -345,15 +354,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def local_app(config: str) -> Iterator[str]:
+def local_app(config: str, haproxy: bool = True) -> Iterator[str]:
     """Ray and the app on Serve, on a free port, for the length of a run."""
     import ray
     from ray import serve
 
+    from bench.gateway import haproxy_env
     from events.broker import free_port
     from serve_app import build_app
 
     port = free_port()
+    # HAProxy refuses an admin socket path over 97 bytes, and Ray puts it
+    # under a 56-character node id: keep the folder name short.
+    folder = Path(tempfile.mkdtemp(prefix="lt-"))
+    env = haproxy_env(folder) if haproxy else {}
+    os.environ.update(env)
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -362,6 +377,9 @@ def local_app(config: str) -> Iterator[str]:
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
+        for name in env:
+            os.environ.pop(name, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _get_json(url: str) -> Any:

@@ -14,6 +14,7 @@ import pytest
 
 from bench.loadtest import Figures, run
 from configs import load_settings
+from tests.integration.conftest import wait_for
 from tests.integration.ws_client import WsPlayer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -43,15 +44,29 @@ def pairs(value: Any) -> list[tuple[str, Any]]:
     return found
 
 
-def check_frame(frame: dict[str, Any], personas: set[str]) -> None:
+# Fields of HTTP bodies about one match that frames do not have.
+HTTP_KEYS = {
+    "finished", "timeline", "at", "matches", "next_cursor", "started_at",
+    "score", "won",
+}  # fmt: skip
+# Words that would name a brain or a model provider in a value.
+MODEL_WORDS = ("bedrock", "claude", "anthropic", "offline", "titan", "llama")
+
+
+def check_frame(
+    frame: dict[str, Any], personas: set[str], allowed: set[str] = ALLOWED_KEYS
+) -> None:
+    what = frame.get("type", "body")
     for key, value in pairs(frame):
-        assert key in ALLOWED_KEYS, f"unexpected field {key!r} in {frame['type']}"
+        assert key in allowed, f"unexpected field {key!r} in {what}"
         if key == "reveal":
             assert value is None, "a reveal before the end"
-        if isinstance(value, str):
-            assert value not in {"human", "robot"}, frame
-            assert not value.startswith(("robot-", "worker-")), frame
+        if isinstance(value, str) and key != "text":
+            lowered = value.lower()
+            assert lowered not in {"human", "robot"}, frame
+            assert not lowered.startswith(("robot-", "worker-")), frame
             assert not any(p in value for p in personas), frame
+            assert not any(word in lowered for word in MODEL_WORDS), frame
 
 
 @pytest.mark.parametrize(
@@ -82,6 +97,35 @@ async def test_hidden_roles_every_frame_before_the_reveal_is_anonymous(
     assert len(before_reveal) > matches * 20
     for frame in before_reveal:
         check_frame(frame, personas)
+
+
+async def test_hidden_roles_http_bodies_before_the_reveal_are_anonymous(
+    serve_url: str,
+) -> None:
+    personas = set(load_settings().persona_names())
+    player = await WsPlayer(serve_url).connect()
+    await player.create("classic")
+    await player.play_round(1)
+    await player.play_round(2)
+    timeline_url = f"{serve_url}/api/matches/{player.match_id}"
+    history_url = f"{serve_url}/api/players/{player.token}/matches"
+
+    async def folded() -> bool:
+        body = await asyncio.to_thread(get_json, timeline_url)
+        types = [item["type"] for item in body["timeline"]]
+        return types.count("round_scored") >= 2
+
+    await wait_for(folded, 30.0, "the projector to fold two rounds")
+    timeline = await asyncio.to_thread(get_json, timeline_url)
+    history = await asyncio.to_thread(get_json, history_url)
+    await player.close()
+
+    assert timeline["finished"] is False
+    assert len(timeline["timeline"]) > 10
+    assert [m["match_id"] for m in history["matches"]] == [player.match_id]
+    assert history["matches"][0]["score"] is None
+    for body in (timeline, history):
+        check_frame(body, personas, ALLOWED_KEYS | HTTP_KEYS)
 
 
 def get_json(url: str) -> Any:
@@ -121,5 +165,6 @@ async def test_secrets_tokens_and_answers_never_reach_the_logs(
     text = ray_log_text()
 
     assert history["matches"], "the history call itself worked"
+    assert "gateway ready" in text, "the scan did not reach the gateway's log"
     assert player.token not in text
     assert marker not in text
