@@ -11,7 +11,7 @@ from typing import Any
 
 from ray.exceptions import ActorUnavailableError, RayActorError
 
-from actors.errors import UnknownMatch
+from actors.errors import ActorsError
 from events import Envelope
 from game import MatchState
 from serve_app.views import is_public
@@ -63,9 +63,18 @@ class MatchFeed:
 
     async def wait_until(self, engine_seq: int, timeout_s: float = 10.0) -> None:
         """Wait until the feed folded at least ``engine_seq`` events."""
+        await self._wait(lambda: self._engine_seq >= engine_seq, timeout_s)
+
+    async def wait_for_public(self, seq: int, timeout_s: float) -> None:
+        """Wait until the feed holds ``seq`` public events or the match ended."""
+        await self._wait(
+            lambda: len(self.public) >= seq or self.state.phase == "ended", timeout_s
+        )
+
+    async def _wait(self, done: Callable[[], bool], timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while self._engine_seq < engine_seq and not self.lost:
+        while not done() and not self.lost:
             if loop.time() >= deadline:
                 return
             self._changed.clear()
@@ -78,8 +87,14 @@ class MatchFeed:
                 events: list[Envelope] = await self._engine().events_since.remote(
                     self.match_id, self._engine_seq, _LONG_POLL_S
                 )
-            except UnknownMatch:
-                logger.warning("match gone from its engine match_id=%s", self.match_id)
+            except ActorsError as exc:
+                # UnknownMatch, or WrongEngine while the engines are resized:
+                # there is nothing to follow here; a fresh feed asks again.
+                logger.warning(
+                    "match gone from its engine match_id=%s error=%s",
+                    self.match_id,
+                    type(exc).__name__,
+                )
                 self.lost = True
                 self._changed.set()
                 return

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import random
 import secrets
 import uuid
@@ -13,13 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTaskError
 
 from actors._engine_core import Outcome
 from actors.engines import NAMESPACE, engine_index, engine_name, invite_engine
+from actors.errors import ActorsError, UnknownMatch, WrongEngine
 from configs import AppSettings
-from game import TemplateBook, TemplateError
+from events import BrokerError, EventsError
+from game import GameError, RuleViolation, TemplateBook, TemplateError
 from serve_app.feeds import FeedBook, MatchFeed
+
+logger = logging.getLogger(__name__)
 
 _ENGINE_RETRY_S = 30.0
 
@@ -30,6 +35,48 @@ class Refused(Exception):
     def __init__(self, code: str, message: str) -> None:
         self.code, self.message = code, message
         super().__init__(f"{code}: {message}")
+
+
+def refusal_for(exc: BaseException) -> Refused | None:
+    """The refusal a client is sent for an error raised while serving it.
+
+    Ray re-raises an actor's error as a ``RayTaskError`` (usually made an
+    instance of the cause's class too, by ``as_instanceof_cause``); the
+    project error in its ``cause`` decides the code, and its text, not the
+    remote traceback, makes the message.
+
+    Args:
+        exc: the error caught at the WebSocket or HTTP boundary.
+
+    Returns:
+        A ``Refused`` with a code listed in ``docs/protocol.md``, or ``None``
+        for an error that is not the project's (a bug), to be re-raised.
+    """
+    cause = _cause(exc)
+    match cause:
+        case Refused():
+            return cause
+        case RuleViolation():
+            return Refused(cause.code, cause.message)
+        case TemplateError():
+            return Refused("bad_template", str(cause))
+        case UnknownMatch():
+            return Refused(
+                "unknown_match",
+                f"no match {cause.match_id!r}: it never existed or ended too long "
+                "ago; create or join another",
+            )
+        case WrongEngine() | BrokerError() | RayError():
+            logger.warning("backend unavailable error=%s", type(cause).__name__)
+            return Refused("unavailable", _unavailable(cause))
+        case GameError() | ActorsError() | EventsError():
+            logger.error("request failed", exc_info=cause)
+            return Refused(
+                "server_error",
+                f"the server failed ({type(cause).__name__}); retry later, "
+                "and report it if it keeps happening",
+            )
+    return None
 
 
 def json_object(raw: str | bytes, what: str) -> dict[str, Any]:
@@ -90,9 +137,16 @@ class GatewayCore:
     def engine(self, index: int) -> Any:
         """The handle of engine ``index`` (looked up once)."""
         if index not in self._engines:
-            self._engines[index] = ray.get_actor(
-                engine_name(index), namespace=self.namespace
-            )
+            try:
+                self._engines[index] = ray.get_actor(
+                    engine_name(index), namespace=self.namespace
+                )
+            except ValueError as exc:
+                # ray.get_actor raises ValueError for a name no live actor has.
+                raise Refused(
+                    "engine_unavailable",
+                    f"match engine {index} is not running; retry shortly",
+                ) from exc
         return self._engines[index]
 
     def engine_for(self, match_id: str) -> Any:
@@ -199,3 +253,25 @@ def _new_player() -> tuple[str, str]:
 def _check(outcome: Outcome) -> None:
     if not outcome.ok:
         raise Refused(outcome.code, outcome.message)
+
+
+def _cause(exc: BaseException) -> BaseException:
+    # An actor that called another actor nests one RayTaskError in another.
+    while isinstance(exc, RayTaskError) and exc.cause is not None:
+        exc = exc.cause
+    return exc
+
+
+def _unavailable(cause: BaseException) -> str:
+    if isinstance(cause, WrongEngine):
+        return (
+            f"match {cause.match_id!r} reached engine {cause.engine}, but engine "
+            f"{cause.owner} owns it (the gateway and the engines disagree on "
+            "engine.engines); retry shortly"
+        )
+    if isinstance(cause, BrokerError):
+        return (
+            "the event log did not confirm the action, so it may not have "
+            "happened; retry with the same command_id"
+        )
+    return "a backend actor is restarting; retry"

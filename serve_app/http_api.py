@@ -9,11 +9,26 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from serve_app.gateway import GatewayCore, Refused, json_object, token_hash
+from serve_app.gateway import (
+    GatewayCore,
+    Refused,
+    json_object,
+    refusal_for,
+    token_hash,
+)
 from serve_app.views import public_timeline
 
 Handler = Callable[[Request], Awaitable[Response]]
 _MAX_BODY_BYTES = 4096
+_STATUS = {
+    "match_full": 409,
+    "match_ended": 409,
+    "invite_expired": 409,
+    "rate_limited": 429,
+    "server_error": 500,
+    "unavailable": 503,
+    "engine_unavailable": 503,
+}
 
 
 class HttpApi:
@@ -102,20 +117,35 @@ class HttpApi:
 
 
 def refusals(handler: Handler) -> Handler:
-    """Turn a ``Refused`` into a JSON error with a fitting status."""
+    """Answer a refusal, or a backend error, with a JSON error and a fitting status.
+
+    Args:
+        handler: a route handler that may raise ``Refused`` or a project error.
+
+    Returns:
+        The handler, answering ``{"error", "message"}`` with the status of
+        the code (404 for ``unknown_*``, 400 for other client errors) for
+        every error ``refusal_for`` knows; other errors propagate.
+    """
 
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
-        except Refused as refused:
-            status = 404 if refused.code.startswith("unknown_") else 400
-            if refused.code in {"match_full", "match_ended", "invite_expired"}:
-                status = 409
+        except Exception as exc:
+            refused = refusal_for(exc)
+            if refused is None:
+                raise
             return JSONResponse(
-                {"error": refused.code, "message": refused.message}, status_code=status
+                {"error": refused.code, "message": refused.message},
+                status_code=status_of(refused.code),
             )
 
     return wrapped
+
+
+def status_of(code: str) -> int:
+    """The HTTP status of a refusal code."""
+    return _STATUS.get(code, 404 if code.startswith("unknown_") else 400)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

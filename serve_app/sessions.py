@@ -7,16 +7,16 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections import deque
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ray.exceptions import ActorUnavailableError, RayActorError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from actors._metrics import gateway_metrics
 from serve_app.feeds import MatchFeed
-from serve_app.gateway import GatewayCore, Refused, Seat, json_object
+from serve_app.gateway import GatewayCore, Refused, Seat, json_object, refusal_for
 from serve_app.views import match_view, public_event
 
 logger = logging.getLogger(__name__)
@@ -24,18 +24,31 @@ logger = logging.getLogger(__name__)
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 
+# serve.flood_close_after refused frames within this window close a socket;
+# spread over longer, they only earn rate_limited errors. A module constant
+# until ServeSettings grows a field for it.
+FLOOD_WINDOW_S = 10.0
+# How long a resume waits for this replica's feed to reach the client's
+# last_seq, which another replica may have sent, before refusing it.
+_CATCH_UP_S = 1.0
+
+Clock = Callable[[], float]
+
 
 class FrameLimiter:
     """Frames a connection may send: a token bucket without debt."""
 
-    def __init__(self, rate_per_s: float, burst: int) -> None:
+    def __init__(
+        self, rate_per_s: float, burst: int, clock: Clock = time.monotonic
+    ) -> None:
         self.rate_per_s, self.burst = rate_per_s, burst
+        self._clock = clock
         self._tokens = float(burst)
-        self._updated = time.monotonic()
+        self._updated = clock()
 
     def allow(self) -> bool:
         """Take a token if there is one."""
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(
             self.burst, self._tokens + (now - self._updated) * self.rate_per_s
         )
@@ -44,6 +57,24 @@ class FrameLimiter:
             return False
         self._tokens -= 1
         return True
+
+
+class FloodWatch:
+    """Tells a flood from bursts: ``limit`` refused frames within ``window_s``."""
+
+    def __init__(
+        self, limit: int, window_s: float, clock: Clock = time.monotonic
+    ) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._clock = clock
+        self._refused: deque[float] = deque(maxlen=limit)
+
+    def flooding(self) -> bool:
+        """Count one refused frame; whether the last ``limit`` fit in the window."""
+        now = self._clock()
+        self._refused.append(now)
+        full = len(self._refused) == self.limit
+        return full and now - self._refused[0] < self.window_s
 
 
 class Session:
@@ -57,8 +88,8 @@ class Session:
         self.max_frame_bytes = serve.max_frame_bytes
         self.seat: Seat | None = None
         self.feed: MatchFeed | None = None
+        self.flood = FloodWatch(serve.flood_close_after, FLOOD_WINDOW_S)
         self.sent_seq = 0
-        self.throttled = 0
         self._send_lock = asyncio.Lock()
 
     async def run(self) -> None:
@@ -91,22 +122,31 @@ class Session:
             )
             return False
         if not self.limiter.allow():
-            self.throttled += 1
-            if self.throttled >= self.core.settings.serve.flood_close_after:
+            if self.flood.flooding():
                 await self.ws.close(CLOSE_POLICY, "too many frames")
                 return False
             await self.error("rate_limited", "slow down: too many frames per second")
             return True
         try:
             await self.handle(_parse(raw))
-        except Refused as refused:
+        except Exception as exc:
+            refused = refusal_for(exc)
+            if refused is None:
+                raise
             await self.error(refused.code, refused.message)
-        except (RayActorError, ActorUnavailableError):
-            await self.error("unavailable", "a backend actor is restarting; retry")
         return True
 
     async def handle(self, frame: dict[str, Any]) -> None:
-        """Dispatch one parsed frame."""
+        """Dispatch one parsed frame.
+
+        Args:
+            frame: a client frame with a string ``type``.
+
+        Raises:
+            Refused: the frame is refused; ``bad_seq`` for a ``resume`` whose
+                ``last_seq`` is ahead of the match.
+            Exception: an error from an engine call, for ``refusal_for``.
+        """
         kind = frame["type"]
         if kind == "ping":
             await self.send({"type": "pong", "server_time": _now()})
@@ -144,9 +184,17 @@ class Session:
     async def _resume(self, frame: dict[str, Any]) -> None:
         match_id = _field(frame, "match_id", str)
         token = _field(frame, "token", str)
-        last_seq = _optional(frame, "last_seq", int) or 0
-        seat, _ = await self.core.seat_of(match_id, token)
-        await self._follow(seat, max(0, last_seq))
+        last_seq = max(0, _optional(frame, "last_seq", int) or 0)
+        seat, feed = await self.core.seat_of(match_id, token)
+        await feed.wait_for_public(last_seq, timeout_s=_CATCH_UP_S)
+        if last_seq > len(feed.public):
+            raise Refused(
+                "bad_seq",
+                f"last_seq {last_seq} is ahead of the match, which is at seq "
+                f"{len(feed.public)}; resume with the seq of an update you "
+                "received, or 0 for everything",
+            )
+        await self._follow(seat, last_seq)
 
     async def _follow(self, seat: Seat, from_seq: int) -> None:
         if self.feed is not None:
