@@ -8,7 +8,7 @@ import logging
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,11 +16,11 @@ from typing import Any
 from actors._deadlines import DeadlineQueue
 from actors._metrics import engine_metrics
 from actors.engines import engine_index, invite_engine
-from actors.errors import UnknownMatch, WrongEngine
+from actors.errors import ActorsError, UnknownMatch, WrongEngine
 from configs import AppSettings
-from events import DeliveryError, Envelope, Payload, new_event
+from events import BrokerError, DeliveryError, Envelope, Payload, new_event
 from events.producer import EventProducer
-from events.reader import read_partitions
+from events.reader import LogEntry, read_partitions
 from game import (
     Context,
     MatchState,
@@ -41,6 +41,23 @@ logger = logging.getLogger(__name__)
 
 Decide = Callable[[MatchState, Context], list[Payload]]
 _CORRELATION = uuid.UUID("6f1c3c52-3b0e-4d53-9d0e-6a1f3f0b7a10")
+REBUILD_FIRST_BACKOFF_S = 0.5
+REBUILD_MAX_BACKOFF_S = 30.0
+
+
+class MatchSetAside(ActorsError):
+    """A match whose events could not be folded at rebuild; it takes no commands."""
+
+    def __init__(self, match_id: str, reason: str) -> None:
+        self.match_id, self.reason = match_id, reason
+        super().__init__(
+            f"match {match_id!r} was set aside when its engine rebuilt: {reason}; "
+            "it takes no commands until its events are repaired and the engine "
+            "restarts (events.replay shows the log)"
+        )
+
+    def __reduce__(self) -> tuple[type[MatchSetAside], tuple[str, str]]:
+        return (type(self), (self.match_id, self.reason))
 
 
 @dataclass(frozen=True)
@@ -69,12 +86,13 @@ class EngineCore:
         settings: AppSettings,
         bootstrap: str,
         rng: random.Random | None = None,
+        producer: EventProducer | None = None,
     ) -> None:
         self.index = index
         self.settings = settings
         self.bootstrap = bootstrap
         self.topics = settings.kafka.topics
-        self.producer = EventProducer(settings.kafka, bootstrap)
+        self.producer = producer or EventProducer(settings.kafka, bootstrap)
         self.bank = PromptBank.load(settings.prompts_file)
         self.book = TemplateBook.load(settings.templates_file)
         self.personas = settings.persona_names()
@@ -85,6 +103,7 @@ class EngineCore:
         self.deadlines = DeadlineQueue()
         self.sent_commands: set[str] = set()
         self.ended_at: dict[str, datetime] = {}
+        self.set_aside: dict[str, str] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._changed: dict[str, asyncio.Event] = {}
         self.ready = asyncio.Event()
@@ -99,34 +118,49 @@ class EngineCore:
             p for p in range(count) if p % self.settings.engine.engines == self.index
         ]
 
-    def _check_owner(self, match_id: str) -> None:
+    def _check_match(self, match_id: str) -> None:
         owner = engine_index(match_id, self.settings)
         if owner != self.index:
             raise WrongEngine(match_id, self.index, owner)
+        reason = self.set_aside.get(match_id)
+        if reason is not None:
+            raise MatchSetAside(match_id, reason)
 
     # Rebuild
 
-    async def rebuild(self) -> int:
-        """Fold every match of the owned partitions from the log; returns count."""
-        entries = await asyncio.to_thread(
-            lambda: list(
-                read_partitions(
-                    self.settings.kafka,
-                    self.bootstrap,
-                    self.topics.match_events,
-                    self.owned_partitions(),
-                )
-            )
+    async def rebuild(
+        self,
+        first_backoff_s: float = REBUILD_FIRST_BACKOFF_S,
+        max_backoff_s: float = REBUILD_MAX_BACKOFF_S,
+    ) -> int:
+        """Fold every match of the owned partitions; returns the unfinished count.
+
+        A broker failure while reading is retried with capped exponential
+        backoff until the read succeeds; ``ready`` is set once it did.
+        """
+        entries = await self._read_owned_log(first_backoff_s, max_backoff_s)
+        unfinished = self.restore(entries)
+        self.ready.set()
+        for match_id in unfinished:
+            await self._resume_robots(match_id)
+        resumed = sum(1 for m in unfinished if m in self.matches)
+        logger.info(
+            "engine rebuilt engine=%d events=%d unfinished=%d set_aside=%d",
+            self.index,
+            len(entries),
+            resumed,
+            len(self.set_aside),
         )
+        return resumed
+
+    def restore(self, entries: Iterable[LogEntry]) -> list[str]:
+        """Fold log entries into memory; returns the unfinished matches' ids.
+
+        A match whose events cannot be folded is set aside (logged, and its
+        commands refused with ``MatchSetAside``) while the others rebuild.
+        """
         for entry in entries:
-            event = entry.envelope
-            if event is None or event.match_id is None:
-                logger.warning("skipping bad record offset=%d", entry.offset)
-                continue
-            state = self.matches.setdefault(event.match_id, MatchState(event.match_id))
-            state.apply(event)
-            self.logs.setdefault(event.match_id, []).append(event)
-        unfinished = [m for m, s in self.matches.items() if s.phase != "ended"]
+            self._restore_entry(entry)
         for match_id, state in self.matches.items():
             if state.phase == "ended":
                 # A match may have ended just before the restart, with players
@@ -134,16 +168,86 @@ class EngineCore:
                 # window from its real end, as if the engine had never died.
                 self.ended_at[match_id] = self.logs[match_id][-1].occurred_at
             self._index(match_id, state)
-        self.ready.set()
-        logger.info(
-            "engine rebuilt engine=%d events=%d unfinished=%d",
-            self.index,
-            len(entries),
-            len(unfinished),
-        )
-        for match_id in unfinished:
+        return [m for m, s in self.matches.items() if s.phase != "ended"]
+
+    def _restore_entry(self, entry: LogEntry) -> None:
+        event = entry.envelope
+        if event is None or event.match_id is None:
+            logger.warning(
+                "skipping bad record partition=%d offset=%d",
+                entry.partition,
+                entry.offset,
+            )
+            return
+        match_id = event.match_id
+        if match_id in self.set_aside:
+            return
+        state = self.matches.setdefault(match_id, MatchState(match_id))
+        try:
+            state.apply(event)
+        except Exception as exc:  # one bad match must not stop the others
+            # The exception's text may quote a round's answers, which never
+            # go to the logs; its type and the record's place suffice.
+            self._set_aside(
+                match_id,
+                f"cannot fold {event.type} at partition {entry.partition} "
+                f"offset {entry.offset} ({type(exc).__name__})",
+            )
+            return
+        self.logs.setdefault(match_id, []).append(event)
+
+    async def _resume_robots(self, match_id: str) -> None:
+        try:
             await self._send_robot_commands(match_id)
-        return len(unfinished)
+        except Exception as exc:  # a state the rules cannot continue from
+            self._set_aside(
+                match_id, f"cannot resume its robots ({type(exc).__name__})"
+            )
+
+    def _set_aside(self, match_id: str, reason: str) -> None:
+        self.set_aside[match_id] = reason
+        self._evict(match_id)
+        for code in [c for c, m in self.invites.items() if m == match_id]:
+            del self.invites[code]
+        logger.warning(
+            "match set aside engine=%d match_id=%s reason=%s",
+            self.index,
+            match_id,
+            reason,
+        )
+
+    async def _read_owned_log(
+        self, first_backoff_s: float, max_backoff_s: float
+    ) -> list[LogEntry]:
+        # A broker failure is retried here rather than by exiting for Ray to
+        # restart the actor: a restart would only read from the start again,
+        # and meanwhile commands wait on ``ready`` instead of failing with
+        # RayActorError.
+        backoff_s = first_backoff_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await asyncio.to_thread(self._read_owned_partitions)
+            except BrokerError as exc:
+                wait_s = backoff_s * self.rng.uniform(0.5, 1.0)
+                logger.warning(
+                    "engine rebuild read failed engine=%d attempt=%d "
+                    "retry_in_s=%.2f error=%s",
+                    self.index,
+                    attempt,
+                    wait_s,
+                    exc,
+                )
+                await asyncio.sleep(wait_s)
+                backoff_s = min(2 * backoff_s, max_backoff_s)
+
+    def _read_owned_partitions(self) -> list[LogEntry]:
+        topic = self.topics.match_events
+        partitions = self.owned_partitions()
+        return list(
+            read_partitions(self.settings.kafka, self.bootstrap, topic, partitions)
+        )
 
     # Commands
 
@@ -217,11 +321,12 @@ class EngineCore:
 
         Raises:
             UnknownMatch: no such match here.
+            MatchSetAside: the match's log could not be folded at rebuild.
             WrongEngine: the match belongs to another engine.
             events.DeliveryError: the broker did not confirm; nothing changed
                 in memory beyond a reload of the match from the log.
         """
-        self._check_owner(match_id)
+        self._check_match(match_id)
         async with self._locks[match_id]:
             state = self.matches.get(match_id)
             if state is None:
@@ -369,7 +474,7 @@ class EngineCore:
         self, match_id: str, after: int, wait_s: float = 0.0
     ) -> list[Envelope]:
         """Events after sequence number ``after``; waits up to ``wait_s`` for one."""
-        self._check_owner(match_id)
+        self._check_match(match_id)
         if match_id not in self.logs:
             raise UnknownMatch(match_id)
         if self.seq(match_id) <= after and wait_s > 0:
@@ -416,6 +521,7 @@ class EngineCore:
             "started_at": self.started_at.isoformat(),
             "matches": len(self.matches),
             "phases": dict(phases),
+            "set_aside": sorted(self.set_aside),
             "open_invites": len(self.invites),
             "deadlines_queued": len(self.deadlines),
         }

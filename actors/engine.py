@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -41,15 +42,33 @@ class MatchEngine:
             partitions=self._core.owned_partitions(),
         )
         self._chains: dict[str, asyncio.Task[None]] = {}
-        self._tasks = [asyncio.get_running_loop().create_task(self._run())]
+        start = asyncio.get_running_loop().create_task(self._run())
+        start.add_done_callback(self._exit_if_failed)
+        self._tasks = [start]
 
     async def _run(self) -> None:
-        await self._core.rebuild()
+        await self._core.rebuild()  # retries broker failures; sets matches aside
         await self._results.start()
         self._tasks += [
             asyncio.create_task(self._fold_results()),
             asyncio.create_task(self._tick()),
         ]
+
+    def _exit_if_failed(self, task: asyncio.Task[None]) -> None:
+        # The rebuild retries broker failures and sets bad matches aside;
+        # anything else escaping the start-up (a bug, or the results consumer
+        # refusing to start) would leave every call waiting on ``ready``
+        # forever. The process exits instead: Ray takes it for an unexpected
+        # actor death and restarts the actor (max_restarts=-1), which
+        # rebuilds afresh.
+        if task.cancelled() or task.exception() is None:
+            return
+        logger.critical(
+            "engine start failed engine=%d; exiting for Ray to restart it",
+            self._core.index,
+            exc_info=task.exception(),
+        )
+        os._exit(1)
 
     async def ready(self) -> bool:
         """Wait until the engine rebuilt its matches; True when it did."""
@@ -102,6 +121,7 @@ class MatchEngine:
 
         Raises:
             UnknownMatch: no such match on this engine.
+            MatchSetAside: the match's log could not be folded at rebuild.
             WrongEngine: another engine owns the match.
         """
         await self._core.ready.wait()

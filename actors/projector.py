@@ -13,9 +13,18 @@ import ray
 
 from actors._figures import percentile
 from configs import AppSettings
-from events import Envelope
+from events import Envelope, Payload
 from events.consumer import EventConsumer, Record
-from events.match_events import MatchEnded, PlayerJoined, RobotsAssigned, RoundScored
+from events.match_events import (
+    AnswerSubmitted,
+    LateResultRecorded,
+    MatchEnded,
+    MatchStarted,
+    PlayerJoined,
+    RobotsAssigned,
+    RoundScored,
+    VoteCast,
+)
 from events.producer import EventProducer
 from events.robot_events import AnswerGenerated, VoteGenerated
 from game import MatchState
@@ -36,7 +45,13 @@ class PersonaFigures:
 
 @dataclass
 class Stats:
-    """Running analytics folded from the streams."""
+    """Running analytics folded from the streams.
+
+    Figures that depend on who sits where (votes, kinds, personas, robot
+    latencies) count a match only once it ended: folded live, their changes
+    from round to round would tell a running match's players which seats
+    are robots.
+    """
 
     matches_started: int = 0
     matches_completed: int = 0
@@ -49,6 +64,14 @@ class Stats:
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20000))
 
 
+@dataclass
+class _HeldBack:
+    """A running match's figures, waiting for its reveal."""
+
+    rounds: list[tuple[tuple[str, ...], dict[str, str]]] = field(default_factory=list)
+    latencies_ms: list[tuple[str, float]] = field(default_factory=list)
+
+
 class Projection:
     """Folds ``match-events`` and ``robot-events`` into read models."""
 
@@ -56,8 +79,11 @@ class Projection:
         self.matches: dict[str, MatchState] = {}
         self.logs: dict[str, list[Envelope]] = {}
         self.by_player: defaultdict[str, list[str]] = defaultdict(list)
-        self.persona_of: dict[str, str] = {}
         self.stats = Stats()
+        # TODO: robot results of a match whose match-events are gone (a
+        # shorter retention than robot-events') wait here forever; drop
+        # them once both topics share one retention.
+        self._held_back: defaultdict[str, _HeldBack] = defaultdict(_HeldBack)
 
     def fold_match_event(self, event: Envelope) -> None:
         """Add one match event to its timeline and to the figures."""
@@ -71,37 +97,67 @@ class Projection:
         if isinstance(payload, PlayerJoined) and payload.token_sha256:
             self.by_player[payload.token_sha256].append(match_id)
         elif isinstance(payload, RobotsAssigned):
-            self.persona_of.update({r.robot_id: r.persona for r in payload.robots})
             self.stats.matches_started += 1
         elif isinstance(payload, RoundScored):
-            self._count_votes(state, payload)
+            order = state.current.order if state.current else ()
+            self._held_back[match_id].rounds.append((order, dict(payload.votes)))
         elif isinstance(payload, MatchEnded):
             if payload.reason == "completed":
                 self.stats.matches_completed += 1
             else:
                 self.stats.matches_abandoned += 1
+            self._reveal(state)
 
-    def _count_votes(self, state: MatchState, scored: RoundScored) -> None:
-        current = state.current
-        assert current is not None
+    def fold_robot_event(self, event: Envelope) -> None:
+        """Add a robot result's latency to the figures once its match ended."""
+        result = event.payload
+        if not isinstance(result, AnswerGenerated | VoteGenerated):
+            return
+        state = self.matches.get(event.key)
+        if state is not None and state.phase == "ended":
+            self._add_latency(state, result.robot_id, result.latency_ms)
+        else:
+            held = self._held_back[event.key].latencies_ms
+            held.append((result.robot_id, result.latency_ms))
+
+    def _reveal(self, state: MatchState) -> None:
+        held = self._held_back.pop(state.match_id, _HeldBack())
+        for order, votes in held.rounds:
+            self._count_votes(state, order, votes)
+        for robot_id, latency_ms in held.latencies_ms:
+            self._add_latency(state, robot_id, latency_ms)
+
+    def _count_votes(
+        self, state: MatchState, order: tuple[str, ...], votes: dict[str, str]
+    ) -> None:
         stats = self.stats
-        for voter, target in scored.votes.items():
+        for voter, target in votes.items():
             stats.votes += 1
             stats.votes_on_humans += state.kind_of(target) == "human"
-            for seat in current.order:
+            for seat in order:
                 persona = state.personas.get(state.seats[seat])
                 if persona and seat != voter:
                     stats.personas[persona].votes_possible += 1
                     stats.personas[persona].votes_drawn += seat == target
 
-    def fold_robot_event(self, event: Envelope) -> None:
-        """Add a robot result's latency to the figures."""
-        result = event.payload
-        if isinstance(result, AnswerGenerated | VoteGenerated):
-            self.stats.latencies_ms.append(result.latency_ms)
-            persona = self.persona_of.get(result.robot_id)
-            if persona:
-                self.stats.personas[persona].latencies_ms.append(result.latency_ms)
+    def _add_latency(self, state: MatchState, robot_id: str, latency_ms: float) -> None:
+        self.stats.latencies_ms.append(latency_ms)
+        persona = state.personas.get(robot_id)
+        if persona:
+            self.stats.personas[persona].latencies_ms.append(latency_ms)
+
+    def timeline(self, match_id: str) -> tuple[list[Envelope], bool] | None:
+        """A match's events and whether it ended, or None when unknown.
+
+        Until the match ended only events with a public form are given, with
+        every field that could tell kinds apart blanked.
+        """
+        log = self.logs.get(match_id)
+        if log is None:
+            return None
+        if self.matches[match_id].phase == "ended":
+            return list(log), True
+        return [_redacted(e) for e in log if type(e.payload) not in _PRIVATE], False
 
     def player_matches(
         self, token_sha256: str, cursor: int, limit: int
@@ -125,6 +181,7 @@ class Projection:
             "started_at": log[0].occurred_at.isoformat(),
             "phase": state.phase,
             "seat": seat,
+            # Points are scored by kind: none before the reveal.
             "score": ended.totals.get(seat) if ended and seat else None,
             "won": bool(ended and seat in ended.winners),
         }
@@ -153,6 +210,31 @@ class Projection:
                 for name, p in sorted(s.personas.items())
             },
         }
+
+
+# Before the reveal: events that exist only for robots are left out, and
+# fields that would tell kinds apart (ids, robot command ids, answer and vote
+# seats, points scored by kind) are blanked.
+_PRIVATE = frozenset({RobotsAssigned, LateResultRecorded})
+_HIDDEN = "hidden"
+_BLANKED: dict[type[Payload], dict[str, Any]] = {
+    PlayerJoined: {"player_id": _HIDDEN, "token_sha256": ""},
+    AnswerSubmitted: {"seat": _HIDDEN, "text": "", "command_id": _HIDDEN},
+    VoteCast: {"voter": _HIDDEN, "target": _HIDDEN, "command_id": _HIDDEN},
+    RoundScored: {"points": {}, "totals": {}},
+}
+
+
+def _redacted(event: Envelope) -> Envelope:
+    payload = event.payload
+    if isinstance(payload, MatchStarted):
+        seats = tuple(
+            s.model_copy(update={"occupant_id": s.seat}) for s in payload.seats
+        )
+        payload = payload.model_copy(update={"seats": seats})
+    elif type(payload) in _BLANKED:
+        payload = payload.model_copy(update=_BLANKED[type(payload)])
+    return event.model_copy(update={"payload": payload, "causation_id": None})
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -206,8 +288,15 @@ class HistoryProjector:
     def _fold(fold: Any, record: Record, consumer: EventConsumer) -> None:
         try:
             fold(record.envelope)
-        except Exception:
-            logger.exception("history could not fold type=%s", record.envelope.type)
+        except Exception as exc:
+            # Only the error's type: its text may quote a round's answers,
+            # which never go to the logs.
+            logger.warning(
+                "history could not fold type=%s match_id=%s error=%s",
+                record.envelope.type,
+                record.envelope.match_id,
+                type(exc).__name__,
+            )
         consumer.done(record)
 
     async def ready(self) -> bool:
@@ -216,11 +305,8 @@ class HistoryProjector:
         return True
 
     async def timeline(self, match_id: str) -> tuple[list[Envelope], bool] | None:
-        """A match's events and whether it ended, or None when unknown."""
-        log = self.projection.logs.get(match_id)
-        if log is None:
-            return None
-        return list(log), self.projection.matches[match_id].phase == "ended"
+        """A match's events and whether it ended, redacted until the reveal."""
+        return self.projection.timeline(match_id)
 
     async def player_matches(
         self, token_sha256: str, cursor: int, limit: int
