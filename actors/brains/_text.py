@@ -6,10 +6,11 @@ The humanness features and their weights are listed in the docstring of
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -27,6 +28,7 @@ _STRETCHED = re.compile(r"([a-z])\1\1|[!?]{2,}")
 _TRAILING = " ,;:-\u2014"
 _SHORTEN_ORDER = ("emoji", "closer", "extra", "opener")
 _LENGTHEN_ORDER = ("closer", "opener", "extra")
+_OPTIONAL_PARTS = ("opener", "extra", "closer")
 
 
 def vocabulary(words: str) -> frozenset[str]:
@@ -126,6 +128,8 @@ KNOWN_TYPOS = frozenset(
 )
 
 
+# Drafts reuse the same few hundred phrase words, so each is judged once.
+@functools.lru_cache(maxsize=16_384)
 def revealing(word: str) -> bool:
     """Whether a lowercase word would tell a robot from a human player."""
     return word in REVEALING_WORDS or any(stem in word for stem in _REVEALING_STEMS)
@@ -134,9 +138,10 @@ def revealing(word: str) -> bool:
 def reveals(text: str, persona_name: str, allowed: Iterable[str] = ()) -> bool:
     """Whether a text names a revealing word (outside ``allowed``) or the persona."""
     words = _LETTERS.findall(text.lower())
-    spared = frozenset(allowed)
-    if any(revealing(word) and word not in spared for word in words):
-        return True
+    if any(revealing(word) for word in words):
+        spared = frozenset(allowed)
+        if any(revealing(word) and word not in spared for word in words):
+            return True
     name = " ".join(persona_name.split("_"))
     return f" {name} " in f" {' '.join(words)} "
 
@@ -156,13 +161,12 @@ def add_typo(word: str, rng: random.Random) -> str:
 
 def sprinkle_typos(text: str, rate: float, rng: random.Random) -> str:
     """The text with each word slipped with probability ``rate``."""
-    words = []
-    for word in text.split(" "):
-        core = word.rstrip(",.?!")
+    words = text.split(" ")
+    for i, word in enumerate(words):
         # One draw per word whatever happens, so the draws stay in step.
         if rng.random() < rate:
-            word = add_typo(core, rng) + word[len(core) :]
-        words.append(word)
+            core = word.rstrip(",.?!")
+            words[i] = add_typo(core, rng) + word[len(core) :]
     return " ".join(words)
 
 
@@ -263,11 +267,17 @@ class Draft:
     opener_join: str
     closer_join: str
     case: Case
-    keys: tuple[str, ...]
 
     def words(self) -> int:
         """How many words the included parts hold."""
         return sum(len(getattr(self, kind).split()) for kind in self.parts())
+
+    def word_counts(self) -> dict[str, int]:
+        """How many words each text part holds, included or not."""
+        return {
+            kind: len(getattr(self, kind).split())
+            for kind in ("core", *_OPTIONAL_PARTS)
+        }
 
     def parts(self) -> tuple[str, ...]:
         """The included text parts, core first."""
@@ -280,39 +290,49 @@ class Draft:
 
     def render(self, habits: Habits) -> str:
         """The included parts joined, cased and punctuated."""
+        return self.render_parts(self.included, habits)
+
+    def render_parts(self, included: Set[str], habits: Habits) -> str:
+        """The given parts joined, cased and punctuated."""
         text = self.core
-        if "extra" in self.included:
+        if "extra" in included:
             text = f"{text} {self.extra}"
-        if "opener" in self.included:
+        if "opener" in included:
             text = f"{self.opener}{self.opener_join}{text}"
-        if "closer" in self.included:
+        if "closer" in included:
             text = f"{text}{self.closer_join}{self.closer}"
         text = apply_punctuation(apply_case(text, self.case), habits.punctuation)
-        return f"{text} {self.emoji}" if "emoji" in self.included else text
+        return f"{text} {self.emoji}" if "emoji" in included else text
 
 
 def fit_words(draft: Draft, habits: Habits) -> Draft:
     """The draft with parts added or dropped to fit the word limits."""
+    counts = draft.word_counts()
+
+    def words(parts: set[str]) -> int:
+        return counts["core"] + sum(counts[k] for k in _OPTIONAL_PARTS if k in parts)
+
     included = set(draft.included)
     for kind in _LENGTHEN_ORDER:
-        if draft.with_parts(included).words() >= habits.min_words:
+        if words(included) >= habits.min_words:
             break
         included.add(kind)
     for kind in _SHORTEN_ORDER[1:]:
-        if draft.with_parts(included).words() <= habits.max_words:
+        if words(included) <= habits.max_words:
             break
         included.discard(kind)
-    draft = draft.with_parts(included)
-    if draft.words() > habits.max_words:
-        draft = replace(draft, core=" ".join(draft.core.split()[: habits.max_words]))
-    return draft
+    core = draft.core
+    if words(included) > habits.max_words:
+        core = " ".join(core.split()[: habits.max_words])
+    return replace(draft, core=core, included=frozenset(included))
 
 
 def fit_chars(draft: Draft, habits: Habits, max_chars: int) -> str:
     """The rendered draft, parts dropped and then trimmed to ``max_chars``."""
     included = set(draft.included)
     for kind in _SHORTEN_ORDER:
-        if len(draft.with_parts(included).render(habits)) <= max_chars:
-            break
+        text = draft.render_parts(included, habits)
+        if len(text) <= max_chars:
+            return text
         included.discard(kind)
-    return trim_to(draft.with_parts(included).render(habits), max_chars)
+    return trim_to(draft.render_parts(included, habits), max_chars)

@@ -49,7 +49,6 @@ import logging
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from actors.brains._text import (
     Case,
@@ -67,7 +66,6 @@ from actors.brains._text import (
 from actors.brains.base import Generation, MatchMemory
 from actors.personas import Habits, Persona
 from events.robot_events import GenerateAnswer, GenerateVote
-from game.errors import GameError
 from game.prompts import PromptBank
 
 logger = logging.getLogger(__name__)
@@ -122,7 +120,8 @@ class OfflineBrain:
                 default bank when None.
             seed: mixed with each command id to seed that command's draws.
         """
-        self._prompts = prompts if prompts is not None else PromptBank.load()
+        bank = prompts if prompts is not None else PromptBank.load()
+        self._topics = {prompt.id: prompt.topic for prompt in bank.prompts}
         self._seed = seed
 
     async def answer(
@@ -147,13 +146,13 @@ class OfflineBrain:
             _refused, memory=memory, own=own, persona_name=persona.name, topic=topic
         )
         for _ in range(_MAX_ATTEMPTS):
-            draft = _draft(rng, persona, topic, memory)
+            draft, keys = _draft(rng, persona, topic, memory)
             text = fit_chars(draft, persona.habits, command.max_chars)
             if not refused(text):
                 break
         else:
             text = _distinguish(text, topic, command.max_chars, refused)
-        memory.remember(text, *draft.keys)
+        memory.remember(text, *keys)
         logger.debug(
             "answered command_id=%s persona=%s chars=%d",
             command.command_id,
@@ -203,34 +202,38 @@ class OfflineBrain:
         return random.Random(int.from_bytes(digest[:8], "big"))
 
     def _topic_words(self, command: GenerateAnswer) -> tuple[str, ...]:
-        try:
-            return self._prompts.get(command.prompt_id).topic
-        except GameError:
-            # A custom prompt is player text: keep no word that would give the
-            # robot away, whatever the prompt asks for.
-            words = _WORD.findall(command.prompt.lower())
-            content = [
-                w
-                for w in words
-                if w not in _STOPWORDS and len(w) > 2 and not revealing(w)
-            ]
-            return tuple(dict.fromkeys(content)) or ("this",)
+        topic = self._topics.get(command.prompt_id)
+        return topic if topic is not None else _custom_topic(command.prompt)
+
+
+@functools.lru_cache(maxsize=1024)
+def _custom_topic(prompt: str) -> tuple[str, ...]:
+    # A custom prompt is player text: keep no word that would give the robot
+    # away, whatever the prompt asks for.
+    words = _WORD.findall(prompt.lower())
+    content = [
+        w for w in words if w not in _STOPWORDS and len(w) > 2 and not revealing(w)
+    ]
+    return tuple(dict.fromkeys(content)) or ("this",)
 
 
 def _pick(
     bank: Sequence[str], kind: str, memory: MatchMemory, rng: random.Random
 ) -> str:
     # Prefer phrases not used yet in the match, so a robot varies its voice.
+    if not memory.used:
+        return rng.choice(bank)
     fresh = [p for p in bank if f"{kind}:{p}" not in memory.used]
-    return rng.choice(fresh or list(bank))
+    return rng.choice(fresh or bank)
 
 
 def _draft(
     rng: random.Random, persona: Persona, topic: tuple[str, ...], memory: MatchMemory
-) -> Draft:
+) -> tuple[Draft, tuple[str, ...]]:
+    """A fitted draft and the memory keys of the phrases it uses."""
     chosen = _choose_phrases(rng, persona, topic, memory)
     draft = fit_words(_assemble(rng, chosen, persona.habits), persona.habits)
-    return replace(draft, keys=_memory_keys(chosen, draft.included))
+    return draft, _memory_keys(chosen, draft.included)
 
 
 def _choose_phrases(
@@ -266,7 +269,6 @@ def _assemble(rng: random.Random, chosen: dict[str, str], habits: Habits) -> Dra
         opener_join=rng.choice(_OPENER_JOINS),
         closer_join=rng.choice(_CLOSER_JOINS),
         case=mixed_case if habits.case == "mixed" else habits.case,
-        keys=(),
     )
 
 
