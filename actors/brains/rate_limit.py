@@ -136,8 +136,13 @@ class SharedRateLimiter:
 class RemoteRateLimiter:
     """A ``RateLimiter`` backed by the shared actor."""
 
-    def __init__(self, handle: ActorHandle[Any]) -> None:
+    def __init__(
+        self,
+        handle: ActorHandle[Any],
+        reconnect: Callable[[], ActorHandle[Any]] | None = None,
+    ) -> None:
         self.handle = handle
+        self._reconnect = reconnect
 
     async def reserve(self, model_id: str, rate_per_s: float, burst: int) -> float:
         """Reserve one request through the shared actor.
@@ -161,6 +166,10 @@ class RemoteRateLimiter:
                 model_id,
                 type(exc).__name__,
             )
+            # Ray restarts the actor after a node loss (max_restarts=-1); one
+            # killed for good is created again, so the next call is limited.
+            if self._reconnect is not None:
+                self.handle = self._reconnect()
             return 0.0
         return wait_s
 
@@ -175,10 +184,17 @@ def rate_limiter(namespace: str = NAMESPACE) -> RemoteRateLimiter:
         A ``RateLimiter`` backed by the ``SharedRateLimiter`` actor named
         ``robot-orchestra-rate-limiter``; its ``handle`` is the actor itself.
     """
+    return RemoteRateLimiter(
+        _shared_limiter(namespace), lambda: _shared_limiter(namespace)
+    )
+
+
+def _shared_limiter(namespace: str) -> ActorHandle[Any]:
     handle: ActorHandle[Any] = SharedRateLimiter.options(  # type: ignore[attr-defined]
         name=RATE_LIMITER_NAME,
         namespace=namespace,
         lifetime="detached",
         get_if_exists=True,
+        max_restarts=-1,
     ).remote()
-    return RemoteRateLimiter(handle)
+    return handle

@@ -574,6 +574,7 @@ def test_rate_limiter_gets_or_creates_the_detached_actor(
             "namespace": "test-namespace",
             "lifetime": "detached",
             "get_if_exists": True,
+            "max_restarts": -1,
         }
     ]
 
@@ -608,9 +609,11 @@ class _FakeHandle:
 async def test_remote_rate_limiter_asks_the_shared_actor(
     outcome: float | Exception, wait_s: float
 ) -> None:
-    handle = _FakeHandle(outcome)
+    handle, fresh = _FakeHandle(outcome), _FakeHandle(0.1)
+    limiter = RemoteRateLimiter(handle, lambda: fresh)  # type: ignore[arg-type,return-value]
 
-    waited = await RemoteRateLimiter(handle).reserve(MODEL_ID, 5.0, 5)  # type: ignore[arg-type]
+    waited = await limiter.reserve(MODEL_ID, 5.0, 5)
 
     assert waited == wait_s
     assert handle.reserve.calls == [(MODEL_ID, 5.0, 5)]
+    assert limiter.handle is (fresh if isinstance(outcome, Exception) else handle)
