@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ray
+from confluent_kafka import KafkaError, Message
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from actors._figures import percentile
@@ -21,8 +23,9 @@ from actors._scaling import ScalePolicy
 from actors.personas import Persona
 from actors.worker import RobotWorker
 from configs import AppSettings
-from events import Envelope, Payload, new_event
+from events import Envelope, Payload, decode, encode, new_event
 from events.consumer import EventConsumer, Record
+from events.errors import DeliveryError
 from events.producer import EventProducer
 from events.robot_events import (
     AnswerGenerated,
@@ -135,12 +138,13 @@ class PersonaPool:
 
     async def _dispatch_loop(self) -> None:
         async for batch in self.consumer.batches():
-            fresh = [r for r in batch if self._admit(r)]
+            now = datetime.now(UTC)
+            fresh = [r for r in batch if self._admit(r, now)]
             size = self.settings.pool.batch_size
             for i in range(0, len(fresh), size):
                 self._spawn(self._run_chunk(fresh[i : i + size]))
 
-    def _admit(self, record: Record) -> bool:
+    def _admit(self, record: Record, now: datetime) -> bool:
         payload = record.envelope.payload
         if not isinstance(payload, GenerateAnswer | GenerateVote):
             logger.warning("not a robot command type=%s", payload.type)
@@ -154,7 +158,7 @@ class PersonaPool:
         self._seen[payload.command_id] = None
         while len(self._seen) > 100_000:
             self._seen.popitem(last=False)
-        if payload.deadline <= datetime.now(UTC):
+        if payload.deadline <= now:
             self.stats.expired += 1
             self._spawn(self._expire(record, payload))
             return False
@@ -176,12 +180,12 @@ class PersonaPool:
 
     async def _run_chunk(self, records: list[Record]) -> None:
         received = time.monotonic()
-        commands = [r.envelope for r in records]
+        commands = [encode(r.envelope) for r in records]
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             slot = await self._pick_worker()
             slot.in_flight += len(records)
             try:
-                results: list[Envelope] = await slot.handle.generate.remote(commands)
+                encoded: list[bytes] = await slot.handle.generate.remote(commands)
                 break
             except _WORKER_FAILURES as exc:
                 logger.warning(
@@ -197,10 +201,17 @@ class PersonaPool:
         else:
             logger.warning("commands left for redelivery persona=%s", self.persona.name)
             return
-        for record, result in zip(records, results, strict=True):
+        now: list[tuple[Record, Envelope]] = []
+        for record, data in zip(records, encoded, strict=True):
+            result = decode(data)
             self._record_stats(result.payload)
             delay = self._think_delay(record.envelope.payload, received)
-            self._spawn(self._publish_after(delay, record, result))
+            if delay > 0:
+                self._spawn(self._publish_after(delay, record, result))
+            else:
+                now.append((record, result))
+        if now:
+            await self._publish(now)
 
     async def _pick_worker(self) -> WorkerSlot:
         while True:
@@ -232,9 +243,14 @@ class PersonaPool:
         await self._publish([(record, result)])
 
     async def _publish(self, pairs: list[tuple[Record, Envelope]]) -> None:
+        if not pairs:
+            return
         topic = self.topics.robot_events
+        confirmation = _Confirmation(len(pairs))
         try:
-            await self.producer.append_many([(topic, result) for _, result in pairs])
+            for _, result in pairs:
+                self.producer.append_nowait(topic, result, confirmation.on_delivery)
+            await confirmation.wait()
         except Exception as exc:
             # Not marked done: after a restart the command is consumed again.
             logger.warning(
@@ -408,3 +424,48 @@ class PersonaPool:
             "replaced": stats.replaced,
             "bounds": self.persona.pool.model_dump(),
         }
+
+
+class _Confirmation:
+    """One awaitable for the broker's acknowledgement of several records.
+
+    A future per record costs the event loop a wake-up per record; librdkafka
+    calls ``on_delivery`` on the producer's callback thread (or wherever
+    ``flush`` runs), so the count is kept under a lock and the loop is woken
+    once, when the last record is acknowledged.
+    """
+
+    def __init__(self, records: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._future: asyncio.Future[None] = self._loop.create_future()
+        self._left = records
+        self._error: DeliveryError | None = None
+        self._lock = threading.Lock()
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        """librdkafka's delivery callback for each of the records."""
+        with self._lock:
+            if err is not None and self._error is None:
+                key = msg.key()
+                text_key = key.decode("utf-8", "replace") if key else None
+                self._error = DeliveryError(msg.topic() or "?", text_key, str(err))
+            self._left -= 1
+            if self._left:
+                return
+        self._loop.call_soon_threadsafe(self._settle)
+
+    async def wait(self) -> None:
+        """Return when every record is acknowledged.
+
+        Raises:
+            DeliveryError: the broker refused at least one of the records.
+        """
+        await self._future
+
+    def _settle(self) -> None:
+        if self._future.done():
+            return
+        if self._error is not None:
+            self._future.set_exception(self._error)
+        else:
+            self._future.set_result(None)

@@ -12,7 +12,7 @@ import ray
 from actors.brains.base import Brain, Generation, MemoryBook
 from actors.personas import Persona
 from configs import PoolSettings
-from events import Envelope, new_event
+from events import Envelope, decode, encode, new_event
 from events.robot_events import (
     AnswerGenerated,
     GenerateAnswer,
@@ -60,22 +60,38 @@ class RobotWorker:
         self.memories = MemoryBook(pool.memory_matches)
         self.in_flight = 0
         self.generated = 0
+        # The offline brain never waits: one command after the other is the
+        # same work as a task per command, without the tasks.
+        brain = persona.brain
+        self._concurrent = brain.kind != "offline" or bool(brain.simulated_latency_s)
 
-    async def generate(self, commands: list[Envelope]) -> list[Envelope]:
+    async def generate(self, commands: list[bytes]) -> list[bytes]:
         """Results for a batch of commands, in the same order.
 
+        Commands and results cross the Ray call encoded by the codec: bytes
+        pickle for next to nothing, pydantic models do not.
+
         Args:
-            commands: ``generate_answer`` or ``generate_vote`` envelopes.
+            commands: encoded ``generate_answer`` or ``generate_vote``
+                envelopes.
 
         Returns:
-            One result envelope per command: an answer, a vote, or a
-            ``generation_failed`` with the reason.
+            One encoded result envelope per command: an answer, a vote, or
+            a ``generation_failed`` with the reason.
+
+        Raises:
+            EventDecodeError: a command is not a valid envelope.
         """
-        self.in_flight += len(commands)
+        envelopes = [decode(command) for command in commands]
+        self.in_flight += len(envelopes)
         try:
-            return list(await asyncio.gather(*(self._one(c) for c in commands)))
+            if self._concurrent:
+                results = await asyncio.gather(*(self._one(e) for e in envelopes))
+            else:
+                results = [await self._one(e) for e in envelopes]
         finally:
-            self.in_flight -= len(commands)
+            self.in_flight -= len(envelopes)
+        return [encode(result) for result in results]
 
     async def ping(self) -> dict[str, Any]:
         """Health check: alive, with its load."""
