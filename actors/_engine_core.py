@@ -16,7 +16,7 @@ from typing import Any
 from actors._deadlines import DeadlineQueue
 from actors._metrics import engine_metrics
 from actors.engines import engine_index, invite_engine
-from actors.errors import ActorsError, UnknownMatch, WrongEngine
+from actors.errors import ActorsError, MatchSetAside, UnknownMatch, WrongEngine
 from configs import AppSettings
 from events import BrokerError, DeliveryError, Envelope, Payload, new_event
 from events.producer import EventProducer
@@ -43,21 +43,6 @@ Decide = Callable[[MatchState, Context], list[Payload]]
 _CORRELATION = uuid.UUID("6f1c3c52-3b0e-4d53-9d0e-6a1f3f0b7a10")
 REBUILD_FIRST_BACKOFF_S = 0.5
 REBUILD_MAX_BACKOFF_S = 30.0
-
-
-class MatchSetAside(ActorsError):
-    """A match whose events could not be folded at rebuild; it takes no commands."""
-
-    def __init__(self, match_id: str, reason: str) -> None:
-        self.match_id, self.reason = match_id, reason
-        super().__init__(
-            f"match {match_id!r} was set aside when its engine rebuilt: {reason}; "
-            "it takes no commands until its events are repaired and the engine "
-            "restarts (events.replay shows the log)"
-        )
-
-    def __reduce__(self) -> tuple[type[MatchSetAside], tuple[str, str]]:
-        return (type(self), (self.match_id, self.reason))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,21 @@ class UnknownMatch(ActorsError):
         return (type(self), (self.match_id,))
 
 
+class MatchSetAside(ActorsError):
+    """A match whose events could not be folded at rebuild; it takes no commands."""
+
+    def __init__(self, match_id: str, reason: str) -> None:
+        self.match_id, self.reason = match_id, reason
+        super().__init__(
+            f"match {match_id!r} was set aside when its engine rebuilt: {reason}; "
+            "it takes no commands until its events are repaired and the engine "
+            "restarts (events.replay shows the log)"
+        )
+
+    def __reduce__(self) -> tuple[type[MatchSetAside], tuple[str, str]]:
+        return (type(self), (self.match_id, self.reason))
+
+
 class WrongEngine(ActorsError):
     """A command reached an engine that does not own the match."""
 

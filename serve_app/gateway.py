@@ -18,7 +18,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTa
 
 from actors._engine_core import Outcome
 from actors.engines import NAMESPACE, engine_index, engine_name, invite_engine
-from actors.errors import ActorsError, UnknownMatch, WrongEngine
+from actors.errors import ActorsError, MatchSetAside, UnknownMatch, WrongEngine
 from configs import AppSettings
 from events import BrokerError, EventsError
 from game import GameError, RuleViolation, TemplateBook, TemplateError
@@ -65,6 +65,15 @@ def refusal_for(exc: BaseException) -> Refused | None:
                 "unknown_match",
                 f"no match {cause.match_id!r}: it never existed or ended too long "
                 "ago; create or join another",
+            )
+        case MatchSetAside():
+            # The reason names records and offsets: for operators, who find
+            # it in the engine's log, not for players.
+            return Refused(
+                "match_unavailable",
+                f"match {cause.match_id!r} takes no actions: its events could "
+                "not be replayed when its engine restarted, and it waits for an "
+                "operator to repair them; create or join another match",
             )
         case WrongEngine() | BrokerError() | RayError():
             logger.warning("backend unavailable error=%s", type(cause).__name__)
