@@ -91,6 +91,7 @@ class EngineCore:
         self.set_aside: dict[str, str] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._changed: dict[str, asyncio.Event] = {}
+        self._any_change: asyncio.Event | None = None
         self.ready = asyncio.Event()
         self.started_at = datetime.now(UTC)
 
@@ -388,11 +389,7 @@ class EngineCore:
         state = self.matches.get(match_id)
         if state is None:
             return
-        fresh = [
-            c
-            for c in pending_robot_commands(state)
-            if c.command_id not in self.sent_commands
-        ]
+        fresh = pending_robot_commands(state, self.sent_commands)
         if not fresh:
             return
         self.sent_commands.update(c.command_id for c in fresh)
@@ -468,10 +465,54 @@ class EngineCore:
                 await asyncio.wait_for(signal.wait(), wait_s)
         return list(self.logs.get(match_id, [])[after:])
 
+    async def events_since_many(
+        self, cursors: dict[str, int], wait_s: float = 0.0
+    ) -> dict[str, list[Envelope] | ActorsError]:
+        """New events of several matches, each after its own sequence number.
+
+        Waits up to ``wait_s`` for a change to any match of this engine (or a
+        ``wake``) when none has new events. Only matches with new events or
+        an error are in the answer; an error (``UnknownMatch``,
+        ``MatchSetAside``, ``WrongEngine``) stands for its match alone.
+        """
+        found = self._events_after(cursors)
+        if not found and wait_s > 0:
+            if self._any_change is None:
+                self._any_change = asyncio.Event()
+            signal = self._any_change
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), wait_s)
+            found = self._events_after(cursors)
+        return found
+
+    def wake(self) -> None:
+        """End every ``events_since_many`` wait now."""
+        signal, self._any_change = self._any_change, None
+        if signal is not None:
+            signal.set()
+
+    def _events_after(
+        self, cursors: dict[str, int]
+    ) -> dict[str, list[Envelope] | ActorsError]:
+        found: dict[str, list[Envelope] | ActorsError] = {}
+        for match_id, after in cursors.items():
+            log = self.logs.get(match_id)
+            if log is None:
+                # Matches set aside or owned elsewhere are never in ``logs``.
+                try:
+                    self._check_match(match_id)
+                    raise UnknownMatch(match_id)
+                except ActorsError as exc:
+                    found[match_id] = exc
+            elif len(log) > after:
+                found[match_id] = log[after:]
+        return found
+
     def _notify(self, match_id: str) -> None:
         signal = self._changed.pop(match_id, None)
         if signal is not None:
             signal.set()
+        self.wake()
 
     # Helpers
 

@@ -141,6 +141,26 @@ class MatchEngine:
         await self._core.ready.wait()
         return await self._core.events_since(match_id, after, wait_s)
 
+    async def events_since_many(
+        self, cursors: dict[str, int], wait_s: float = 0.0
+    ) -> dict[str, list[Envelope] | ActorsError]:
+        """New events of several matches, each after its own sequence number.
+
+        Args:
+            cursors: match id to the number of its events the caller has.
+            wait_s: how long to wait for a change when nothing is new.
+
+        Returns:
+            Each match with new events, or with the error that stands for it
+            (``UnknownMatch``, ``MatchSetAside``, ``WrongEngine``).
+        """
+        await self._core.ready.wait()
+        return await self._core.events_since_many(cursors, wait_s)
+
+    async def wake(self) -> None:
+        """End every waiting ``events_since_many`` call now."""
+        self._core.wake()
+
     async def status(self) -> dict[str, Any]:
         """Match counts per phase, open invites and queued deadlines."""
         return self._core.status()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from events.robot_events import GenerateAnswer, GenerateVote, PastRound, SeatAnswer
 from game.state import MatchState
 
@@ -11,26 +13,33 @@ def command_id(match_id: str, round_number: int, seat: str, action: str) -> str:
     return f"{match_id}/r{round_number}/{seat}/{action}"
 
 
-def pending_robot_commands(state: MatchState) -> list[GenerateAnswer | GenerateVote]:
+def pending_robot_commands(
+    state: MatchState, sent: Container[str] = frozenset()
+) -> list[GenerateAnswer | GenerateVote]:
     """Commands for robots that still owe an answer or a vote in this phase.
 
     Ids are deterministic, so asking again after a restart yields the same
-    ids and the pool drops the duplicates.
+    ids and the pool drops the duplicates. Commands whose id is in ``sent``
+    are left out (and never built: the engine asks after every change).
     """
     current, settings = state.current, state.settings
     if current is None or settings is None:
         return []
-    history = _history(state)
+    history: tuple[PastRound, ...] | None = None
     commands: list[GenerateAnswer | GenerateVote] = []
     for seat in state.robot_seats():
         robot_id = state.seats[seat]
         persona = state.personas[robot_id]
-        if state.phase == "answering" and seat not in current.answers:
+        answer_id = command_id(state.match_id, current.number, seat, "answer")
+        if (
+            state.phase == "answering"
+            and seat not in current.answers
+            and answer_id not in sent
+        ):
+            history = _history(state) if history is None else history
             commands.append(
                 GenerateAnswer(
-                    command_id=command_id(
-                        state.match_id, current.number, seat, "answer"
-                    ),
+                    command_id=answer_id,
                     robot_id=robot_id,
                     persona=persona,
                     seat=seat,
@@ -42,12 +51,15 @@ def pending_robot_commands(state: MatchState) -> list[GenerateAnswer | GenerateV
                     history=history,
                 )
             )
+        vote_id = command_id(state.match_id, current.number, seat, "vote")
         voting = state.phase == "voting" and len(current.order) >= 2
-        if voting and seat in current.order and seat not in current.votes:
+        owes_vote = seat in current.order and seat not in current.votes
+        if voting and owes_vote and vote_id not in sent:
             assert current.vote_deadline is not None
+            history = _history(state) if history is None else history
             commands.append(
                 GenerateVote(
-                    command_id=command_id(state.match_id, current.number, seat, "vote"),
+                    command_id=vote_id,
                     robot_id=robot_id,
                     persona=persona,
                     seat=seat,

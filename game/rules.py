@@ -7,7 +7,6 @@ state itself only changes when those events are folded back in.
 
 from __future__ import annotations
 
-import copy
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -221,7 +220,7 @@ class _Decision:
     events: list[Payload] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.state = copy.deepcopy(self.state)
+        self.state = self.state.copy()
 
     def emit(self, payload: Payload) -> None:
         self.events.append(payload)

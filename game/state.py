@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -40,6 +40,15 @@ class RoundState:
     votes: dict[str, str] = field(default_factory=dict)
     points: dict[str, int] = field(default_factory=dict)
 
+    def copy(self) -> RoundState:
+        """An independent copy: changing one never changes the other."""
+        return replace(
+            self,
+            answers=dict(self.answers),
+            votes=dict(self.votes),
+            points=dict(self.points),
+        )
+
 
 @dataclass
 class MatchState:
@@ -58,6 +67,25 @@ class MatchState:
     command_ids: set[str] = field(default_factory=set)
     event_ids: list[str] = field(default_factory=list)
     ended: MatchEnded | None = None
+
+    def copy(self) -> MatchState:
+        """An independent copy that can be evolved without touching this one.
+
+        Every container is copied; payloads (frozen models), datetimes and
+        tuples are immutable, so they are shared. Much cheaper than
+        ``copy.deepcopy``, which rebuilt every frozen model on each command.
+        """
+        return replace(
+            self,
+            players=list(self.players),
+            token_hashes=dict(self.token_hashes),
+            personas=dict(self.personas),
+            seats=dict(self.seats),
+            rounds=[r.copy() for r in self.rounds],
+            totals=dict(self.totals),
+            command_ids=set(self.command_ids),
+            event_ids=list(self.event_ids),
+        )
 
     @property
     def current(self) -> RoundState | None:
