@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,10 +28,10 @@ from configs import load_settings
 from events.producer import EventProducer
 from events.reader import read_partitions
 from tests.integration.conftest import AppEnv
+from tests.integration.figures import record_figures
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "reliability.json"
 Injector = Callable[[AppEnv], Awaitable[str]]
 
 
@@ -138,9 +136,7 @@ async def play_with_fault(env: AppEnv, fault: Injector, matches: int) -> dict[st
 
 
 def record(name: str, results: dict[str, Any]) -> None:
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    saved = json.loads(ARTIFACT.read_text()) if ARTIFACT.exists() else {}
-    saved[name] = {
+    figures = {
         key: results[key]
         for key in (
             "fault", "matches", "matches_completed", "matches_failed",
@@ -148,7 +144,7 @@ def record(name: str, results: dict[str, Any]) -> None:
             "reconnects", "longest_stall_s", "wall_s", "errors", "stuck",
         )
     }  # fmt: skip
-    ARTIFACT.write_text(json.dumps(saved, indent=2, sort_keys=True))
+    record_figures(f"fault-{name}", figures)
 
 
 def assert_nothing_lost(results: dict[str, Any], matches: int, fault: Injector) -> None:

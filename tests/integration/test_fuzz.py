@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from game.rules import INVITE_ALPHABET, SEAT_LABELS
+from tests.integration.figures import record_figures
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -407,6 +408,15 @@ class FrameFuzzer:
         if match_id == self.match_id:
             self.seq, self.view = update["seq"], update["view"]
 
+    def figures(self) -> dict[str, Any]:
+        return {
+            "frames": self.examples,
+            "errors": dict(self.codes.most_common()),
+            "valid": dict(self.valid),
+            "too_big": self.too_big,
+            "matches": len(self.matches),
+        }
+
     def summary(self) -> str:
         return (
             f"{self.examples} frames: errors {dict(self.codes.most_common())}, "
@@ -433,6 +443,7 @@ def test_fuzz_ws_json_frames_are_refused_and_change_nothing(
     send()
 
     print(f"json frames: {fuzzer.summary()}")
+    record_figures("fuzz-ws-json-frames", fuzzer.figures())
     assert fuzzer.examples >= 150
     assert fuzzer.codes["bad_frame"] > 0
     assert fuzzer.codes["unknown_type"] > 0
@@ -449,6 +460,7 @@ def test_fuzz_ws_raw_text_frames_are_refused_and_change_nothing(
     send()
 
     print(f"raw text frames: {fuzzer.summary()}")
+    record_figures("fuzz-ws-raw-text-frames", fuzzer.figures())
     assert fuzzer.examples >= 150
     assert fuzzer.codes["bad_json"] > 0
 
@@ -538,6 +550,10 @@ def test_fuzz_http_bodies_get_a_4xx_or_a_2xx(
     send()
 
     print(f"{route}: {sum(statuses.values())} bodies, statuses {dict(statuses)}")
+    record_figures(
+        f"fuzz-http-{route.strip('/').replace('/', '-')}",
+        {"bodies": sum(statuses.values()), "statuses": dict(statuses)},
+    )
     assert sum(statuses.values()) >= 150
     assert any(400 <= status < 500 for status in statuses)
 

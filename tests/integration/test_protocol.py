@@ -16,6 +16,7 @@ from events.reader import read_match
 from game.rules import SEAT_LABELS
 from serve_app.views import is_public
 from tests.integration.conftest import wait_for
+from tests.integration.figures import record_figures
 from tests.integration.ws_client import WsPlayer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -357,6 +358,16 @@ async def test_protocol_flood_is_throttled_without_slowing_others(
             kinds.append((await flooder.recv(10))["type"])
     await calm.close()
 
+    record_figures(
+        "flood",
+        {
+            "frames_sent": 300,
+            "pongs": kinds.count("pong"),
+            "refused": len(flooder.errors),
+            "close_code": closed.value.rcvd.code if closed.value.rcvd else None,
+            "calm_rtt_ms": round(calm_rtt_s * 1000, 1),
+        },
+    )
     assert "pong" in kinds and "error" in kinds
     assert {e["code"] for e in flooder.errors} == {"rate_limited"}
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008

@@ -15,6 +15,7 @@ import pytest
 from bench.loadtest import Figures, run
 from configs import load_settings
 from tests.integration.conftest import wait_for
+from tests.integration.figures import record_figures
 from tests.integration.ws_client import WsPlayer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -97,6 +98,10 @@ async def test_hidden_roles_every_frame_before_the_reveal_is_anonymous(
     assert len(before_reveal) > matches * 20
     for frame in before_reveal:
         check_frame(frame, personas)
+    record_figures(
+        f"hidden-roles-{template}",
+        {"matches": matches, "frames_before_reveal": len(before_reveal)},
+    )
 
 
 async def test_hidden_roles_http_bodies_before_the_reveal_are_anonymous(
