@@ -8,7 +8,7 @@ import logging
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -312,29 +312,64 @@ class EngineCore:
             events.DeliveryError: the broker did not confirm; nothing changed
                 in memory beyond a reload of the match from the log.
         """
+        return (await self.execute_steps(match_id, [(decide, causation_id)]))[0]
+
+    async def execute_steps(
+        self, match_id: str, steps: Sequence[tuple[Decide, uuid.UUID | None]]
+    ) -> list[Outcome]:
+        """Decide several commands in order, then append all their events at once.
+
+        Each step decides against the state the steps before it leave; a
+        refused step changes nothing and the next one goes on. One append
+        means one broker round trip and one update for the match's players.
+
+        Raises:
+            The errors of ``execute``; on ``DeliveryError`` no step counts.
+        """
         self._check_match(match_id)
         async with self._locks[match_id]:
             state = self.matches.get(match_id)
             if state is None:
                 raise UnknownMatch(match_id)
-            try:
-                payloads = decide(state, self.context())
-            except RuleViolation as exc:
-                return Outcome(
-                    False, match_id, exc.code, exc.message, self.seq(match_id)
-                )
-            if payloads:
-                await self._append(match_id, state, payloads, causation_id)
-        if payloads:
+            outcomes, decided = self._decide_steps(match_id, state, steps)
+            if decided:
+                await self._append(match_id, state, decided)
+        if decided:
             await self._send_robot_commands(match_id)
-        return Outcome(True, match_id, seq=self.seq(match_id))
+        seq = self.seq(match_id)
+        return [o if not o.ok else Outcome(True, match_id, seq=seq) for o in outcomes]
+
+    def _decide_steps(
+        self,
+        match_id: str,
+        state: MatchState,
+        steps: Sequence[tuple[Decide, uuid.UUID | None]],
+    ) -> tuple[list[Outcome], list[tuple[Payload, uuid.UUID | None]]]:
+        ctx = self.context()
+        # Later steps decide against a scratch state that has the earlier
+        # steps' events folded in; a single step needs no scratch.
+        scratch = state.copy() if len(steps) > 1 else state
+        outcomes: list[Outcome] = []
+        decided: list[tuple[Payload, uuid.UUID | None]] = []
+        for number, (decide, causation_id) in enumerate(steps, start=1):
+            try:
+                payloads = decide(scratch, ctx)
+            except RuleViolation as exc:
+                seq = self.seq(match_id)
+                outcomes.append(Outcome(False, match_id, exc.code, exc.message, seq))
+                continue
+            outcomes.append(Outcome(True, match_id))
+            decided += [(p, causation_id) for p in payloads]
+            if number < len(steps):
+                for payload in payloads:
+                    evolve(scratch, payload)
+        return outcomes, decided
 
     async def _append(
         self,
         match_id: str,
         state: MatchState,
-        payloads: list[Payload],
-        causation_id: uuid.UUID | None,
+        decided: list[tuple[Payload, uuid.UUID | None]],
     ) -> None:
         correlation = uuid.uuid5(_CORRELATION, match_id)
         events = [
@@ -345,7 +380,7 @@ class EngineCore:
                 causation_id=causation_id,
                 correlation_id=correlation,
             )
-            for p in payloads
+            for p, causation_id in decided
         ]
         try:
             await self.producer.append_many(

@@ -6,12 +6,13 @@ import asyncio
 import functools
 import logging
 import os
+import uuid
 from collections import defaultdict
 from typing import Any
 
 import ray
 
-from actors._engine_core import EngineCore, Outcome
+from actors._engine_core import Decide, EngineCore, Outcome
 from actors.errors import ActorsError
 from configs import AppSettings
 from events import DeliveryError, Envelope
@@ -209,39 +210,46 @@ class MatchEngine:
             del self._chains[match_id]
 
     async def _fold(self, records: list[Record]) -> None:
+        # A match's results that arrived together are decided in order and
+        # appended at once: one broker round trip and one player update.
+        steps: list[tuple[Decide, uuid.UUID | None]] = []
         for record in records:
+            result = record.envelope.payload
+            if isinstance(result, AnswerGenerated | VoteGenerated):
+                steps.append((_accepting(result), record.envelope.event_id))
+            elif isinstance(result, GenerationFailed):
+                logger.warning(
+                    "robot generation failed match_id=%s seat=%s reason=%s",
+                    record.envelope.key,
+                    result.seat,
+                    result.reason,
+                )
+            else:
+                logger.warning("unexpected %s on robot-events", result.type)
+        if steps:
             try:
-                await self._fold_one(record)
+                await self._execute(records[0].envelope.key, steps)
             except DeliveryError:
-                # Not marked done: the record comes again after a restart.
-                logger.warning("robot result not folded; broker did not confirm")
-                continue
+                # Not marked done: the records come again after a restart.
+                logger.warning("robot results not folded; broker did not confirm")
+                return
+        for record in records:
             self._results.done(record)
 
-    async def _fold_one(self, record: Record) -> None:
-        result = record.envelope.payload
-        match_id = record.envelope.key
-        if isinstance(result, GenerationFailed):
-            logger.warning(
-                "robot generation failed match_id=%s seat=%s reason=%s",
-                match_id,
-                result.seat,
-                result.reason,
-            )
-            return
-        if not isinstance(result, AnswerGenerated | VoteGenerated):
-            logger.warning("unexpected %s on robot-events", result.type)
-            return
+    async def _execute(
+        self, match_id: str, steps: list[tuple[Decide, uuid.UUID | None]]
+    ) -> None:
         try:
-            outcome = await self._core.execute(
-                match_id,
-                lambda state, ctx: accept_robot_result(state, result, ctx),
-                causation_id=record.envelope.event_id,
-            )
+            outcomes = await self._core.execute_steps(match_id, steps)
         except (ActorsError, RuleViolation) as exc:
             logger.warning("robot result dropped match_id=%s reason=%s", match_id, exc)
             return
-        if not outcome.ok:
-            logger.warning(
-                "robot result refused match_id=%s code=%s", match_id, outcome.code
-            )
+        for outcome in outcomes:
+            if not outcome.ok:
+                logger.warning(
+                    "robot result refused match_id=%s code=%s", match_id, outcome.code
+                )
+
+
+def _accepting(result: AnswerGenerated | VoteGenerated) -> Decide:
+    return lambda state, ctx: accept_robot_result(state, result, ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -19,6 +20,10 @@ from events.keys import located, partition_for
 from events.settings import KafkaSettings, TopicSettings
 
 logger = logging.getLogger(__name__)
+
+_Settled = tuple[
+    asyncio.AbstractEventLoop, "asyncio.Future[Appended]", "Appended | BaseException"
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class EventProducer:
 
     def __init__(self, settings: KafkaSettings, bootstrap: str) -> None:
         self._producer = Producer(producer_config(settings, bootstrap))
+        self._settled: list[_Settled] = []
+        self._settled_lock = threading.Lock()
         self._closed = threading.Event()
         self._poller = threading.Thread(
             target=self._serve_callbacks, name="producer-callbacks", daemon=True
@@ -49,6 +56,33 @@ class EventProducer:
     def _serve_callbacks(self) -> None:
         while not self._closed.is_set():
             self._producer.poll(0.05)
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        # One wake-up of each waiting event loop per poll, not one per record:
+        # call_soon_threadsafe writes to the loop's self-pipe every time.
+        with self._settled_lock:
+            settled, self._settled = self._settled, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
+        for item in settled:
+            by_loop.setdefault(item[0], []).append(item)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop was closed
+                loop.call_soon_threadsafe(_settle_all, items)
+
+    def _resolver(
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Appended]
+    ) -> Any:
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            outcome: Appended | BaseException
+            if err is not None:
+                outcome = DeliveryError(msg.topic() or "?", _key(msg), str(err))
+            else:
+                outcome = Appended(*located(msg))
+            with self._settled_lock:
+                self._settled.append((loop, future, outcome))
+
+        return on_delivery
 
     async def append(self, topic: TopicSettings, envelope: Envelope) -> Appended:
         """Write one envelope and wait until the broker confirmed it.
@@ -71,7 +105,7 @@ class EventProducer:
                 envelope.key,
                 encode(envelope),
                 partition_for(envelope.key, topic.partitions),
-                _resolver(loop, future),
+                self._resolver(loop, future),
             )
             futures.append(future)
         return list(await asyncio.gather(*futures))
@@ -104,7 +138,7 @@ class EventProducer:
             key,
             value,
             partition_for(text_key, topic.partitions),
-            _resolver(loop, future),
+            self._resolver(loop, future),
             headers,
         )
         return await future
@@ -134,10 +168,13 @@ class EventProducer:
                 # let deliveries drain, then try again.
                 logger.warning("producer queue full topic=%s; waiting", topic)
                 self._producer.flush(0.1)
+                self._hand_over()
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for every queued record; returns how many are still queued."""
-        return int(self._producer.flush(timeout_s))
+        left = int(self._producer.flush(timeout_s))
+        self._hand_over()
+        return left
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Deliver what is queued, then stop the callback thread."""
@@ -148,29 +185,16 @@ class EventProducer:
         self._poller.join(timeout=2)
 
 
-def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Appended]) -> Any:
-    def on_delivery(err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            topic = msg.topic() or "?"
-            error: BaseException = DeliveryError(topic, _key(msg), str(err))
-            loop.call_soon_threadsafe(_set_exception, future, error)
-        else:
-            done = Appended(*located(msg))
-            loop.call_soon_threadsafe(_set_result, future, done)
-
-    return on_delivery
-
-
 def _key(msg: Message) -> str | None:
     key = msg.key()
     return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
 
 
-def _set_result(future: asyncio.Future[Appended], value: Appended) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future[Appended], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
+def _settle_all(items: list[_Settled]) -> None:
+    for _loop, future, outcome in items:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
