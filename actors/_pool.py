@@ -21,9 +21,9 @@ from actors._figures import percentile
 from actors._metrics import pool_metrics
 from actors._scaling import ScalePolicy
 from actors.personas import Persona
-from actors.worker import RobotWorker
+from actors.worker import RobotWorker, wire_command
 from configs import AppSettings
-from events import Envelope, Payload, decode, encode, new_event
+from events import Envelope, Payload, decode, new_event
 from events.consumer import EventConsumer, Record
 from events.errors import DeliveryError
 from events.producer import EventProducer
@@ -180,7 +180,7 @@ class PersonaPool:
 
     async def _run_chunk(self, records: list[Record]) -> None:
         received = time.monotonic()
-        commands = [encode(r.envelope) for r in records]
+        commands = [wire_command(r.envelope) for r in records]
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             slot = await self._pick_worker()
             slot.in_flight += len(records)

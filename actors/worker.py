@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+import uuid
+from typing import Annotated, Any
 
 import ray
+from pydantic import Field, TypeAdapter
 
 from actors.brains.base import Brain, Generation, MemoryBook
 from actors.personas import Persona
 from configs import PoolSettings
-from events import Envelope, decode, encode, new_event
+from events import Envelope, encode, new_event
 from events.robot_events import (
     AnswerGenerated,
     GenerateAnswer,
@@ -25,6 +27,27 @@ from game import PromptBank
 logger = logging.getLogger(__name__)
 
 RobotResult = AnswerGenerated | VoteGenerated | GenerationFailed
+RobotCommand = GenerateAnswer | GenerateVote
+# A command as the pool hands it to a worker: event id, match id, correlation
+# id and the payload as JSON. Pickling pydantic models for the Ray call cost
+# more than the codec does.
+WireCommand = tuple[str, str, str | None, str]
+
+_COMMANDS: TypeAdapter[RobotCommand] = TypeAdapter(
+    Annotated[RobotCommand, Field(discriminator="type")]
+)
+
+
+def wire_command(command: Envelope) -> WireCommand:
+    """What a worker needs of a command envelope, cheap to send to it."""
+    assert command.match_id is not None  # commands are keyed by match
+    correlation = command.correlation_id
+    return (
+        str(command.event_id),
+        command.match_id,
+        None if correlation is None else str(correlation),
+        command.payload.model_dump_json(),
+    )
 
 
 def make_brain(persona: Persona, prompts: PromptBank, seed: int) -> Brain:
@@ -64,33 +87,33 @@ class RobotWorker:
         # same work as a task per command, without the tasks.
         brain = persona.brain
         self._concurrent = brain.kind != "offline" or bool(brain.simulated_latency_s)
+        self._producer = f"worker-{worker_id}"
 
-    async def generate(self, commands: list[bytes]) -> list[bytes]:
+    async def generate(self, commands: list[WireCommand]) -> list[bytes]:
         """Results for a batch of commands, in the same order.
 
-        Commands and results cross the Ray call encoded by the codec: bytes
-        pickle for next to nothing, pydantic models do not.
+        Commands come as ``wire_command`` tuples and results go back encoded
+        by the codec: strings and bytes pickle for next to nothing, pydantic
+        models do not.
 
         Args:
-            commands: encoded ``generate_answer`` or ``generate_vote``
-                envelopes.
+            commands: ``generate_answer`` or ``generate_vote`` commands.
 
         Returns:
             One encoded result envelope per command: an answer, a vote, or
             a ``generation_failed`` with the reason.
 
         Raises:
-            EventDecodeError: a command is not a valid envelope.
+            pydantic.ValidationError: a command's payload is not valid.
         """
-        envelopes = [decode(command) for command in commands]
-        self.in_flight += len(envelopes)
+        self.in_flight += len(commands)
         try:
             if self._concurrent:
-                results = await asyncio.gather(*(self._one(e) for e in envelopes))
+                results = await asyncio.gather(*(self._one(c) for c in commands))
             else:
-                results = [await self._one(e) for e in envelopes]
+                results = [await self._one(c) for c in commands]
         finally:
-            self.in_flight -= len(envelopes)
+            self.in_flight -= len(commands)
         return [encode(result) for result in results]
 
     async def ping(self) -> dict[str, Any]:
@@ -103,11 +126,10 @@ class RobotWorker:
             "memories": len(self.memories),
         }
 
-    async def _one(self, command: Envelope) -> Envelope:
-        payload = command.payload
-        assert command.match_id is not None
-        assert isinstance(payload, GenerateAnswer | GenerateVote)
-        memory = self.memories.get(command.match_id, payload.robot_id)
+    async def _one(self, command: WireCommand) -> Envelope:
+        event_id, match_id, correlation_id, data = command
+        payload = _COMMANDS.validate_json(data)
+        memory = self.memories.get(match_id, payload.robot_id)
         started = time.perf_counter()
         try:
             if self.persona.brain.simulated_latency_s:
@@ -136,10 +158,10 @@ class RobotWorker:
         self.generated += 1
         return new_event(
             result,
-            match_id=command.match_id,
-            producer=f"worker-{self.worker_id}",
-            causation_id=command.event_id,
-            correlation_id=command.correlation_id,
+            match_id=match_id,
+            producer=self._producer,
+            causation_id=uuid.UUID(event_id),
+            correlation_id=uuid.UUID(correlation_id) if correlation_id else None,
         )
 
     def _result(

@@ -11,7 +11,7 @@ import random
 import re
 import statistics
 from collections.abc import Iterable, Sequence, Set
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from actors.personas import Habits
@@ -284,9 +284,20 @@ class Draft:
         kinds = ("opener", "extra", "closer")
         return ("core", *(kind for kind in kinds if kind in self.included))
 
-    def with_parts(self, included: set[str]) -> Draft:
-        """The same draft with other parts included."""
-        return replace(self, included=frozenset(included))
+    def with_parts(self, included: Set[str], core: str | None = None) -> Draft:
+        """The same draft with other parts included (and maybe another core)."""
+        # Spelled out: dataclasses.replace costs several times as much.
+        return Draft(
+            core=self.core if core is None else core,
+            opener=self.opener,
+            closer=self.closer,
+            extra=self.extra,
+            emoji=self.emoji,
+            included=frozenset(included),
+            opener_join=self.opener_join,
+            closer_join=self.closer_join,
+            case=self.case,
+        )
 
     def render(self, habits: Habits) -> str:
         """The included parts joined, cased and punctuated."""
@@ -324,7 +335,7 @@ def fit_words(draft: Draft, habits: Habits) -> Draft:
     core = draft.core
     if words(included) > habits.max_words:
         core = " ".join(core.split()[: habits.max_words])
-    return replace(draft, core=core, included=frozenset(included))
+    return draft.with_parts(included, core)
 
 
 def fit_chars(draft: Draft, habits: Habits, max_chars: int) -> str:

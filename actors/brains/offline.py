@@ -274,10 +274,12 @@ def _assemble(rng: random.Random, chosen: dict[str, str], habits: Habits) -> Dra
 
 def _memory_keys(chosen: dict[str, str], included: frozenset[str]) -> tuple[str, ...]:
     wanted = {"template", "marker", *included}  # the core is not a phrase
-    keys = (f"{kind}:{phrase}" for kind, phrase in chosen.items() if phrase)
-    pairs = [key for key in keys if key.split(":", 1)[0] in wanted]
-    # The extra part is one of the persona's markers.
-    return tuple(key.replace("extra:", "marker:", 1) for key in pairs)
+    return tuple(
+        # The extra part is one of the persona's markers.
+        f"{'marker' if kind == 'extra' else kind}:{phrase}"
+        for kind, phrase in chosen.items()
+        if phrase and kind in wanted
+    )
 
 
 def _own_answers(command: GenerateAnswer) -> set[str]:
