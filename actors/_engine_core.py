@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +22,7 @@ from configs import AppSettings
 from events import BrokerError, DeliveryError, Envelope, Payload, new_event
 from events.producer import EventProducer
 from events.reader import LogEntry, read_partitions
+from events.settings import TopicSettings
 from game import (
     Context,
     MatchState,
@@ -43,6 +45,7 @@ Decide = Callable[[MatchState, Context], list[Payload]]
 _CORRELATION = uuid.UUID("6f1c3c52-3b0e-4d53-9d0e-6a1f3f0b7a10")
 REBUILD_FIRST_BACKOFF_S = 0.5
 REBUILD_MAX_BACKOFF_S = 30.0
+GAUGE_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ class EngineCore:
         self.bank = PromptBank.load(settings.prompts_file)
         self.book = TemplateBook.load(settings.templates_file)
         self.personas = settings.persona_names()
+        self._command_topics = {
+            p: self.topics.persona_commands(p) for p in self.personas
+        }
         self.rng = rng or random.SystemRandom()
         self.matches: dict[str, MatchState] = {}
         self.logs: dict[str, list[Envelope]] = {}
@@ -93,6 +99,7 @@ class EngineCore:
         self._changed: dict[str, asyncio.Event] = {}
         self._any_change: asyncio.Event | None = None
         self.ready = asyncio.Event()
+        self._gauged_at = float("-inf")
         self.started_at = datetime.now(UTC)
 
     # Ownership
@@ -154,6 +161,7 @@ class EngineCore:
                 # window from its real end, as if the engine had never died.
                 self.ended_at[match_id] = self.logs[match_id][-1].occurred_at
             self._index(match_id, state)
+        self.ended_at = dict(sorted(self.ended_at.items(), key=lambda item: item[1]))
         return [m for m, s in self.matches.items() if s.phase != "ended"]
 
     def _restore_entry(self, entry: LogEntry) -> None:
@@ -430,7 +438,7 @@ class EngineCore:
         self.sent_commands.update(c.command_id for c in fresh)
         records = [
             (
-                self.topics.persona_commands(c.persona),
+                self._command_topic(c.persona),
                 new_event(c, match_id=match_id, producer=f"engine-{self.index}"),
             )
             for c in fresh
@@ -442,6 +450,10 @@ class EngineCore:
             logger.warning(
                 "robot commands not sent match_id=%s error=%s", match_id, exc
             )
+
+    def _command_topic(self, persona: str) -> TopicSettings:
+        topic = self._command_topics.get(persona)
+        return topic or self.topics.persona_commands(persona)
 
     # Deadlines and housekeeping
 
@@ -456,12 +468,29 @@ class EngineCore:
                 await self.execute(match_id, advance)
             except DeliveryError:
                 self.deadlines.push(now + timedelta(seconds=0.5), match_id)
+        self._gauge_active()
+        retention = timedelta(seconds=self.settings.engine.ended_retention_s)
+        for match_id in self._ended_before(now - retention):
+            self._evict(match_id)
+
+    def _gauge_active(self) -> None:
+        # Counting means a pass over every match: once a second, not per tick.
+        clock = time.monotonic()
+        if clock - self._gauged_at < GAUGE_INTERVAL_S:
+            return
+        self._gauged_at = clock
         active = sum(1 for s in self.matches.values() if s.phase != "ended")
         engine_metrics().active_matches.set(active, {"engine": str(self.index)})
-        retention = timedelta(seconds=self.settings.engine.ended_retention_s)
-        for match_id, ended in list(self.ended_at.items()):
-            if now - ended > retention:
-                self._evict(match_id)
+
+    def _ended_before(self, cutoff: datetime) -> list[str]:
+        # ``ended_at`` is kept in order of end time, so the scan stops at the
+        # first match still inside the retention window.
+        expired: list[str] = []
+        for match_id, ended in self.ended_at.items():
+            if ended >= cutoff:
+                break
+            expired.append(match_id)
+        return expired
 
     def _index(self, match_id: str, state: MatchState) -> None:
         deadline = state.deadline()

@@ -233,8 +233,7 @@ class MatchEngine:
                 # Not marked done: the records come again after a restart.
                 logger.warning("robot results not folded; broker did not confirm")
                 return
-        for record in records:
-            self._results.done(record)
+        self._results.done_many(records)
 
     async def _execute(
         self, match_id: str, steps: list[tuple[Decide, uuid.UUID | None]]

@@ -282,10 +282,11 @@ class HistoryProjector:
         )
         async for batch in consumer.batches():
             for record in batch:
-                self._fold(fold, record, consumer)
+                self._fold(fold, record)
+            consumer.done_many(batch)
 
     @staticmethod
-    def _fold(fold: Any, record: Record, consumer: EventConsumer) -> None:
+    def _fold(fold: Any, record: Record) -> None:
         try:
             fold(record.envelope)
         except Exception as exc:
@@ -297,7 +298,6 @@ class HistoryProjector:
                 record.envelope.match_id,
                 type(exc).__name__,
             )
-        consumer.done(record)
 
     async def ready(self) -> bool:
         """Wait until the consumers started."""

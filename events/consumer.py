@@ -109,6 +109,17 @@ class EventConsumer:
         if position is not None:
             self._store(record.topic, record.partition, position)
 
+    def done_many(self, records: Sequence[Record]) -> None:
+        """Mark records processed; one offset store per partition that moved."""
+        moved: dict[tuple[str, int], int] = {}
+        for record in records:
+            where = (record.topic, record.partition)
+            position = self._tracker.done(where, record.offset)
+            if position is not None:
+                moved[where] = position
+        if moved:
+            self._store_many(moved)
+
     def assignment(self) -> list[tuple[str, int]]:
         """The topic partitions this member holds now."""
         return [(tp.topic, tp.partition) for tp in self._consumer.assignment()]
@@ -222,14 +233,16 @@ class EventConsumer:
             logger.warning("pause/resume failed group=%s error=%s", self.group_id, exc)
 
     def _store(self, topic: str, partition: int, position: int) -> None:
+        self._store_many({(topic, partition): position})
+
+    def _store_many(self, positions: dict[tuple[str, int], int]) -> None:
+        offsets = [KafkaTopicPartition(t, p, o) for (t, p), o in positions.items()]
         try:
-            self._consumer.store_offsets(
-                offsets=[KafkaTopicPartition(topic, partition, position)]
-            )
+            self._consumer.store_offsets(offsets=offsets)
         except KafkaException as exc:
             # The partition moved to another member in a rebalance; that member
             # resumes from the last commit and may process the record again.
-            logger.debug("offset not stored topic=%s error=%s", topic, exc)
+            logger.debug("offsets not stored %s error=%s", positions, exc)
 
     def _on_revoke(
         self, _consumer: Consumer, partitions: list[KafkaTopicPartition]
