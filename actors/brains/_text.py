@@ -28,7 +28,6 @@ _STRETCHED = re.compile(r"([a-z])\1\1|[!?]{2,}")
 _TRAILING = " ,;:-\u2014"
 _SHORTEN_ORDER = ("emoji", "closer", "extra", "opener")
 _LENGTHEN_ORDER = ("closer", "opener", "extra")
-_OPTIONAL_PARTS = ("opener", "extra", "closer")
 
 
 def vocabulary(words: str) -> frozenset[str]:
@@ -275,8 +274,10 @@ class Draft:
     def word_counts(self) -> dict[str, int]:
         """How many words each text part holds, included or not."""
         return {
-            kind: len(getattr(self, kind).split())
-            for kind in ("core", *_OPTIONAL_PARTS)
+            "core": len(self.core.split()),
+            "opener": len(self.opener.split()),
+            "extra": len(self.extra.split()),
+            "closer": len(self.closer.split()),
         }
 
     def parts(self) -> tuple[str, ...]:
@@ -319,21 +320,22 @@ class Draft:
 def fit_words(draft: Draft, habits: Habits) -> Draft:
     """The draft with parts added or dropped to fit the word limits."""
     counts = draft.word_counts()
-
-    def words(parts: set[str]) -> int:
-        return counts["core"] + sum(counts[k] for k in _OPTIONAL_PARTS if k in parts)
-
     included = set(draft.included)
+    words = sum(counts[kind] for kind in draft.parts())
     for kind in _LENGTHEN_ORDER:
-        if words(included) >= habits.min_words:
+        if words >= habits.min_words:
             break
-        included.add(kind)
+        if kind not in included:
+            included.add(kind)
+            words += counts[kind]
     for kind in _SHORTEN_ORDER[1:]:
-        if words(included) <= habits.max_words:
+        if words <= habits.max_words:
             break
-        included.discard(kind)
+        if kind in included:
+            included.discard(kind)
+            words -= counts[kind]
     core = draft.core
-    if words(included) > habits.max_words:
+    if words > habits.max_words:
         core = " ".join(core.split()[: habits.max_words])
     return draft.with_parts(included, core)
 
