@@ -26,6 +26,7 @@ def pending_robot_commands(
     if current is None or settings is None:
         return []
     history: tuple[PastRound, ...] | None = None
+    ballot: tuple[SeatAnswer, ...] | None = None
     commands: list[GenerateAnswer | GenerateVote] = []
     for seat in state.robot_seats():
         robot_id = state.seats[seat]
@@ -57,6 +58,10 @@ def pending_robot_commands(
         if voting and owes_vote and vote_id not in sent:
             assert current.vote_deadline is not None
             history = _history(state) if history is None else history
+            if ballot is None:
+                ballot = tuple(
+                    SeatAnswer(seat=s, text=current.answers[s]) for s in current.order
+                )
             commands.append(
                 GenerateVote(
                     command_id=vote_id,
@@ -65,10 +70,7 @@ def pending_robot_commands(
                     seat=seat,
                     round=current.number,
                     prompt=current.prompt,
-                    answers=tuple(
-                        SeatAnswer(seat=s, text=current.answers[s])
-                        for s in current.order
-                    ),
+                    answers=ballot,
                     deadline=current.vote_deadline,
                     history=history,
                 )
