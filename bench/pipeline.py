@@ -725,8 +725,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--batch-size",
         type=int,
         nargs="+",
-        default=[50],
-        help="pool.batch_size, commands per worker call; several run in turn",
+        default=[PoolSettings().batch_size],
+        help="pool.batch_size, commands per worker call; several run in turn "
+        "(default: the configured default)",
     )
     parser.add_argument("--workers", type=int, default=4, help="fixed pool size")
     parser.add_argument(
