@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -201,7 +202,7 @@ class PersonaPool:
         else:
             logger.warning("commands left for redelivery persona=%s", self.persona.name)
             return
-        now: list[tuple[Record, Envelope]] = []
+        due: list[tuple[Record, Envelope]] = []
         for record, data in zip(records, encoded, strict=True):
             result = decode(data)
             self._record_stats(result.payload)
@@ -209,9 +210,9 @@ class PersonaPool:
             if delay > 0:
                 self._spawn(self._publish_after(delay, record, result))
             else:
-                now.append((record, result))
-        if now:
-            await self._publish(now)
+                due.append((record, result))
+        # Results with no think time left go out together, not a task each.
+        await self._publish(due)
 
     async def _pick_worker(self) -> WorkerSlot:
         while True:
@@ -429,10 +430,10 @@ class PersonaPool:
 class _Confirmation:
     """One awaitable for the broker's acknowledgement of several records.
 
-    A future per record costs the event loop a wake-up per record; librdkafka
-    calls ``on_delivery`` on the producer's callback thread (or wherever
-    ``flush`` runs), so the count is kept under a lock and the loop is woken
-    once, when the last record is acknowledged.
+    Cheaper than ``append_many``'s future per record for a chunk of results.
+    librdkafka calls ``on_delivery`` on the producer's callback thread (or
+    wherever ``flush`` runs), so the count is kept under a lock and the loop
+    is woken once, when the last record is acknowledged.
     """
 
     def __init__(self, records: int) -> None:
@@ -452,7 +453,8 @@ class _Confirmation:
             self._left -= 1
             if self._left:
                 return
-        self._loop.call_soon_threadsafe(self._settle)
+        with contextlib.suppress(RuntimeError):  # the loop was closed
+            self._loop.call_soon_threadsafe(self._settle)
 
     async def wait(self) -> None:
         """Return when every record is acknowledged.
