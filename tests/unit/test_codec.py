@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 import typing
 import uuid
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import AwareDatetime, BaseModel
+from pydantic.fields import FieldInfo
 
 from events import Envelope, EventDecodeError, Payload, decode, encode, new_event
 from events.match_events import (
@@ -582,54 +585,92 @@ def test_new_event_stamps_version_time_and_fresh_id() -> None:
 # --- hypothesis round trips ----------------------------------------------------
 
 texts = st.text()  # any unicode scalar values: emoji, quotes, newlines, NULs
-labels = st.text(min_size=1, max_size=32)
 identifiers = st.text(min_size=1, max_size=128)
-rounds = st.integers(min_value=1, max_value=100)
 utc_datetimes = st.datetimes(timezones=st.just(UTC))
-
-answer_submitted = st.builds(
-    AnswerSubmitted, round=rounds, seat=labels, text=texts, command_id=identifiers
-)
-vote_cast = st.builds(
-    VoteCast, round=rounds, voter=labels, target=labels, command_id=identifiers
-)
-round_scored = st.builds(
-    RoundScored,
-    round=rounds,
-    votes=st.dictionaries(labels, labels, max_size=8),
-    points=st.dictionaries(labels, st.integers(), max_size=8),
-    totals=st.dictionaries(labels, st.integers(), max_size=8),
-    next_round_at=st.none() | utc_datetimes,
-)
-seat_answers = st.builds(SeatAnswer, seat=labels, text=texts)
-generate_answer = st.builds(
-    GenerateAnswer,
-    command_id=identifiers,
-    robot_id=identifiers,
-    persona=texts,
-    seat=labels,
-    round=rounds,
-    prompt_id=texts,
-    prompt=texts,
-    max_chars=st.integers(min_value=1),
-    deadline=utc_datetimes,
-    history=st.lists(
-        st.builds(
-            PastRound,
-            round=rounds,
-            prompt=texts,
-            answers=st.lists(seat_answers, max_size=4).map(tuple),
-        ),
-        max_size=3,
-    ).map(tuple),
-)
+MAX_ITEMS = 4
 
 
-def _wrapped(payloads: st.SearchStrategy[Any]) -> st.SearchStrategy[Envelope]:
+def _payload_models() -> list[type[BaseModel]]:
+    """Every model of the payload union, read from the union itself."""
+    union = typing.get_args(Payload)[0]
+    return list(typing.get_args(union))
+
+
+def _bounded(kind: type, constraints: list[Any]) -> st.SearchStrategy[Any]:
+    bounds: dict[str, Any] = {}
+    for constraint in constraints:
+        for name in ("ge", "gt", "le", "lt", "min_length", "max_length"):
+            if getattr(constraint, name, None) is not None:
+                bounds[name] = getattr(constraint, name)
+    if kind is str:
+        return st.text(
+            min_size=bounds.get("min_length", 0), max_size=bounds.get("max_length")
+        )
+    low = bounds.get("ge", bounds.get("gt"))
+    high = bounds.get("le", bounds.get("lt"))
+    if kind is int:
+        low = low + 1 if "gt" in bounds else low
+        high = high - 1 if "lt" in bounds else high
+        return st.integers(min_value=low, max_value=high)
+    return st.floats(
+        min_value=low,
+        max_value=high,
+        exclude_min="gt" in bounds,
+        exclude_max="lt" in bounds,
+        allow_nan=False,
+        allow_infinity=False,
+    )
+
+
+def _strategy(annotation: Any, constraints: list[Any]) -> st.SearchStrategy[Any]:
+    """Values that fit a schema field's annotation and its pydantic constraints."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        extra = list(constraints)
+        for item in args[1:]:
+            extra.extend(item.metadata if isinstance(item, FieldInfo) else [item])
+        return _strategy(args[0], extra)
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if origin in (types.UnionType, typing.Union):
+        return st.one_of([_strategy(arg, constraints) for arg in args])
+    if origin is tuple:
+        assert args[1:] == (Ellipsis,), f"only tuple[X, ...] is handled: {annotation}"
+        items = _strategy(args[0], [])
+        return st.lists(items, max_size=MAX_ITEMS).map(tuple)
+    if origin is dict:
+        keys, values = _strategy(args[0], []), _strategy(args[1], [])
+        return st.dictionaries(keys, values, max_size=MAX_ITEMS)
+    if annotation is type(None):
+        return st.none()
+    if annotation is bool:
+        return st.booleans()
+    if annotation in (str, int, float):
+        return _bounded(annotation, constraints)
+    if annotation in (datetime, AwareDatetime):
+        return utc_datetimes  # every timestamp of the schemas is UTC
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _model_strategy(annotation)
+    raise TypeError(
+        f"no strategy for field type {annotation!r}; teach _strategy in "
+        "tests/unit/test_codec.py to generate it"
+    )
+
+
+def _model_strategy(model: type[BaseModel]) -> st.SearchStrategy[Any]:
+    fields = {
+        name: _strategy(info.annotation, list(info.metadata))
+        for name, info in model.model_fields.items()
+    }
+    return st.builds(model, **fields)
+
+
+def _wrapped(model: type[BaseModel]) -> st.SearchStrategy[Envelope]:
+    pool = model in POOL_PAYLOADS
     return st.builds(
         new_event,
-        payloads,
-        match_id=identifiers,
+        _model_strategy(model),
+        match_id=st.none() | identifiers if pool else identifiers,
         producer=texts,
         causation_id=st.none() | st.uuids(),
         correlation_id=st.none() | st.uuids(),
@@ -638,21 +679,27 @@ def _wrapped(payloads: st.SearchStrategy[Any]) -> st.SearchStrategy[Envelope]:
     )
 
 
+def test_codec_generated_models_are_the_whole_union() -> None:
+    models = _payload_models()
+
+    names = {model.model_fields["type"].default for model in models}
+
+    assert names == _union_types()
+    assert len(models) == len(names)
+
+
 @pytest.mark.parametrize(
-    "events",
-    [
-        pytest.param(_wrapped(answer_submitted), id="answer_submitted"),
-        pytest.param(_wrapped(vote_cast), id="vote_cast"),
-        pytest.param(_wrapped(round_scored), id="round_scored"),
-        pytest.param(_wrapped(generate_answer), id="generate_answer"),
-    ],
+    "model",
+    [pytest.param(m, id=m.model_fields["type"].default) for m in _payload_models()],
 )
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_codec_round_trips_generated_events(
-    events: st.SearchStrategy[Envelope], data: st.DataObject
+    model: type[BaseModel], data: st.DataObject
 ) -> None:
-    event = data.draw(events)
+    event = data.draw(_wrapped(model))
+
     encoded = encode(event)
+
     assert decode(encoded) == event
     assert decode(encoded.decode("utf-8")) == event

@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 import hypothesis
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,7 +50,6 @@ from game import (
     fold,
     join_match,
     pending_robot_commands,
-    score_round,
     submit_answer,
     winners,
 )
@@ -254,6 +255,35 @@ class Game:
         self.decide(lambda: accept_robot_result(state, result, ctx))
 
 
+# --- the scoring oracle ------------------------------------------------------
+
+
+def readme_points(
+    answered: Collection[str],
+    votes: Mapping[str, str],
+    kinds: Mapping[str, Literal["human", "robot"]],
+) -> dict[str, int]:
+    """One round's points per seat, read straight off the README's scoring table.
+
+    Written seat by seat, independently of ``game.scoring``: a seat without an
+    answer scores 0; only seats that answered and voted count as voters.
+    """
+    counted = {voter: target for voter, target in votes.items() if voter in answered}
+    points: dict[str, int] = {}
+    for seat, kind in kinds.items():
+        if seat not in answered:
+            points[seat] = 0
+            continue
+        detecting = 1 if seat in counted and kinds[counted[seat]] == "human" else 0
+        if kind == "human":
+            others = [voter for voter in counted if voter != seat]
+            deceiving = sum(1 for voter in others if counted[voter] != seat)
+        else:
+            deceiving = sum(1 for target in counted.values() if target == seat)
+        points[seat] = detecting + deceiving
+    return points
+
+
 # --- invariants ----------------------------------------------------------------
 
 
@@ -350,8 +380,8 @@ def check_log(game: Game) -> None:
                 assert number == len(rounds) and number in ballots
                 assert number not in scored
                 assert payload.votes == votes[number]
-                assert payload.points == score_round(
-                    ballots[number], votes[number], kinds
+                assert payload.points == readme_points(
+                    answers[number], votes[number], kinds
                 )
                 totals = {s: totals[s] + payload.points[s] for s in kinds}
                 assert payload.totals == totals
@@ -379,7 +409,7 @@ def check_log(game: Game) -> None:
         (r.points for r in game.state.rounds), start=1
     ):
         if number in scored:
-            assert round_points == score_round(ballots[number], votes[number], kinds)
+            assert round_points == readme_points(answers[number], votes[number], kinds)
     assert game.state.totals == totals
     assert totals == {
         seat: sum(r.points.get(seat, 0) for r in game.state.rounds) for seat in totals
@@ -437,3 +467,110 @@ def test_any_command_sequence_keeps_match_consistent(
         hypothesis.event(f"ended: {game.state.ended.reason}")
     for code in game.rejected:
         hypothesis.event(f"rejected: {code}")
+
+
+# --- scoring against the README ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answered", "votes", "kinds", "expected"),
+    [
+        pytest.param(
+            "abcd",
+            {"a": "b", "b": "c", "c": "a", "d": "a"},
+            {"a": "human", "b": "robot", "c": "robot", "d": "robot"},
+            {"a": 1, "b": 1, "c": 2, "d": 1},
+            id="classic-everyone-votes",
+        ),
+        pytest.param(
+            "abcd",
+            {"a": "b", "b": "a", "c": "a"},
+            {"a": "human", "b": "human", "c": "robot", "d": "robot"},
+            {"a": 1, "b": 2, "c": 1, "d": 0},
+            id="duo-one-seat-silent",
+        ),
+        pytest.param(
+            "abc",
+            {"a": "c", "b": "c", "c": "a"},
+            {"a": "human", "b": "robot", "c": "robot", "d": "human"},
+            {"a": 1, "b": 0, "c": 3, "d": 0},
+            id="human-no-show-scores-zero",
+        ),
+        pytest.param(
+            "a",
+            {},
+            {"a": "human", "b": "robot", "c": "robot"},
+            {"a": 0, "b": 0, "c": 0},
+            id="lone-answer-no-votes",
+        ),
+    ],
+)
+def test_readme_points_match_hand_worked_rounds(
+    answered: str,
+    votes: dict[str, str],
+    kinds: dict[str, Literal["human", "robot"]],
+    expected: dict[str, int],
+) -> None:
+    points = readme_points(set(answered), votes, kinds)
+
+    assert points == expected
+
+
+def _play_one_round(game: Game, data: st.DataObject) -> tuple[set[str], dict[str, str]]:
+    """Random seats answer and random voters vote; the deadlines close the rest."""
+    seats = sorted(game.state.seats)
+    answered = data.draw(st.sets(st.sampled_from(seats)), label="answered")
+    for n, seat in enumerate(sorted(answered)):
+        occupant = game.state.seats[seat]
+        game.decide(
+            partial(submit_answer, game.state, occupant, "hi", f"a{n}", game.ctx)
+        )
+    if game.state.phase == "answering":
+        game.now += timedelta(seconds=60)
+        game.decide(lambda: advance(game.state, game.ctx))
+
+    votes: dict[str, str] = {}
+    ballot = sorted(answered)
+    for n, voter in enumerate(ballot):
+        others = [seat for seat in ballot if seat != voter]
+        choice = data.draw(st.none() | st.sampled_from(others or [None]), label=voter)
+        if choice is not None and game.state.phase == "voting":
+            votes[voter] = choice
+            occupant = game.state.seats[voter]
+            game.decide(
+                partial(cast_vote, game.state, occupant, choice, f"v{n}", game.ctx)
+            )
+    if game.state.phase == "voting":
+        game.now += timedelta(seconds=60)
+        game.decide(lambda: advance(game.state, game.ctx))
+    return answered, votes
+
+
+@settings(max_examples=200, deadline=None)
+@given(template=templates, seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_round_points_follow_readme_scoring_table(
+    template: tuple[str, int | None, int | None], seed: int, data: st.DataObject
+) -> None:
+    name, humans, robots = template
+    resolved = BOOK.resolve(name, humans=humans, robots=robots, rounds=1)
+    game = Game(state=MatchState(match_id=MATCH_ID), rng=random.Random(seed))
+    game.decide(lambda: create_match(resolved, START))
+    players = PLAYERS[: resolved.humans]
+    for player in players:
+        game.decide(partial(join_match, game.state, player, "hash", game.ctx))
+    kinds: dict[str, Literal["human", "robot"]] = {
+        seat: "human" if occupant in players else "robot"
+        for seat, occupant in game.state.seats.items()
+    }
+
+    answered, votes = _play_one_round(game, data)
+
+    scored = [e.payload for e in game.log if isinstance(e.payload, RoundScored)]
+    assert len(scored) == 1
+    assert scored[0].votes == votes
+    assert scored[0].points == readme_points(answered, votes, kinds)
+    assert game.state.ended is not None
+    assert game.state.ended.totals == scored[0].points
+    hypothesis.event(f"humans: {resolved.humans}")
+    hypothesis.event(f"no-shows: {len(kinds) - len(answered)}")
+    hypothesis.event(f"silent voters: {len(answered) - len(votes)}")
