@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 
 def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:  # the common case, without computing an offset
+        return value
     if value.utcoffset() != timedelta(0):
         raise ValueError(f"a UTC timestamp, got offset {value.utcoffset()}")
     return value

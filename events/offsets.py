@@ -17,10 +17,20 @@ class OffsetTracker:
 
     def __init__(self) -> None:
         self._pending: dict[TopicPartition, OrderedDict[int, bool]] = {}
+        self._position: dict[TopicPartition, int] = {}
 
     def add(self, tp: TopicPartition, offset: int) -> None:
-        """A record was handed out for processing."""
-        self._pending.setdefault(tp, OrderedDict())[offset] = False
+        """A record was handed out for processing.
+
+        A record redelivered below the partition's commit position is not
+        tracked again: finishing it must not move the position back.
+        """
+        if offset < self._position.get(tp, -1):
+            return
+        pending = self._pending.get(tp)
+        if pending is None:
+            pending = self._pending[tp] = OrderedDict()
+        pending[offset] = False
 
     def done(self, tp: TopicPartition, offset: int) -> int | None:
         """Mark a record done; returns the new commit position if it moved."""
@@ -35,11 +45,14 @@ class OffsetTracker:
                 break
             pending.popitem(last=False)
             position = first + 1
+        if position is not None:
+            self._position[tp] = position
         return position
 
     def forget(self, tp: TopicPartition) -> None:
         """Drop a partition that was taken away in a rebalance."""
         self._pending.pop(tp, None)
+        self._position.pop(tp, None)
 
     def in_flight(self) -> int:
         """Records handed out and not yet done, over all partitions."""

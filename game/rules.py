@@ -142,7 +142,11 @@ def cast_vote(
     if ctx.now >= current.vote_deadline:
         raise RuleViolation("deadline_passed", "the vote deadline has passed")
     if voter not in current.order:
-        raise RuleViolation("no_answer_no_vote", "a seat that did not answer")
+        raise RuleViolation(
+            "no_answer_no_vote",
+            f"seat {voter!r} did not answer this round, so it is not on the "
+            "ballot and cannot vote; wait for the next round",
+        )
     if voter in current.votes:
         raise RuleViolation("already_voted", "this seat already voted")
     if target == voter:

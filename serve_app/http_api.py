@@ -28,6 +28,7 @@ _STATUS = {
     "server_error": 500,
     "unavailable": 503,
     "engine_unavailable": 503,
+    "match_unavailable": 503,
 }
 
 

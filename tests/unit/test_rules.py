@@ -795,11 +795,6 @@ def test_rejection_table_covers_every_rule_violation_code() -> None:
     assert raised <= covered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="game/rules.py cast_vote: the no_answer_no_vote message is cut short "
-    "('a seat that did not answer') and never says the seat cannot vote",
-)
 @pytest.mark.parametrize("template", ["classic", "duo", "custom"])
 def test_vote_by_seat_without_answer_message_says_it_cannot_vote(
     template: str,
