@@ -43,6 +43,9 @@ from configs import load_settings
 from events.reader import read_partitions
 from serve_app.views import is_public
 
+# Error codes that ask the client to try again (docs/protocol.md).
+_RETRYABLE = {"unavailable", "engine_unavailable"}
+
 
 @dataclass
 class Figures:
@@ -144,6 +147,23 @@ class Human:
             self.figures.errors[frame["code"]] += 1
         return frame
 
+    async def take_seat(self, frame: dict[str, Any]) -> None:
+        """Create or join, as a person would: again after ``unavailable``.
+
+        A create or join whose socket dropped, or that a restarting backend
+        refused, is sent again; a repeat after a lost ``joined`` frame leaves
+        an empty match behind, which its deadlines end.
+        """
+        await self.send(frame)
+        dropped_at = self.figures.reconnects
+        while not self.match_id:
+            reply = await self.recv()
+            retry = reply["type"] == "error" and reply["code"] in _RETRYABLE
+            if retry or self.figures.reconnects != dropped_at:
+                dropped_at = self.figures.reconnects
+                await asyncio.sleep(0.5)
+                await self.send(frame)
+
     async def until(self, done: Any) -> None:
         while not (self.view and done(self.view)):
             await self.recv()
@@ -209,13 +229,9 @@ async def play_match(
         for human in humans:
             await human.connect()
         first = humans[0]
-        await first.send({"type": "create", "template": template})
-        while not first.match_id:
-            await first.recv()
+        await first.take_seat({"type": "create", "template": template})
         for other in humans[1:]:
-            await other.send({"type": "join", "code": first.invite_code})
-            while not other.match_id:
-                await other.recv()
+            await other.take_seat({"type": "join", "code": first.invite_code})
         await asyncio.gather(*(h.play() for h in humans))
         figures.completed += 1
     except Exception as exc:

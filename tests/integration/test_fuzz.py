@@ -52,7 +52,7 @@ ERROR_CODES = {
     "unknown_match", "unknown_invite", "rate_limited", "wrong_phase",
     "already_answered", "already_voted", "self_vote", "unknown_seat",
     "empty_answer", "answer_too_long", "deadline_passed", "no_answer_no_vote",
-    "match_full", "match_ended", "invite_expired", "bad_template",
+    "match_full", "match_ended", "invite_expired", "bad_template", "bad_seq",
 }  # fmt: skip
 PING = json.dumps({"type": "ping"})
 # Arrays this deep fit in a frame and a body; CPython's json parser gives up
