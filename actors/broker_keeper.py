@@ -6,6 +6,7 @@ import logging
 
 import ray
 
+from actors._logging import setup_logging
 from configs import AppSettings
 from events.broker import EmbeddedBroker
 from events.settings import KafkaSettings
@@ -22,6 +23,7 @@ class BrokerKeeper:
     """Runs the embedded broker; it dies with this actor's process."""
 
     def __init__(self, settings: KafkaSettings, personas: tuple[str, ...]) -> None:
+        setup_logging()
         self._broker = EmbeddedBroker()
         self._broker.start()
         self._topics = ensure_topics(settings, self._broker.bootstrap, personas)

@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from actors._engine_core import Decide, EngineCore, Outcome
+from actors._logging import setup_logging
 from actors.errors import ActorsError
 from configs import AppSettings
 from events import DeliveryError, Envelope
@@ -33,6 +34,7 @@ class MatchEngine:
     """
 
     def __init__(self, index: int, settings: AppSettings, bootstrap: str) -> None:
+        setup_logging()
         self._core = EngineCore(index, settings, bootstrap)
         self._results = EventConsumer(
             settings.kafka,

@@ -8,6 +8,7 @@ from typing import Any
 
 import ray
 
+from actors._logging import setup_logging
 from actors._pool import PersonaPool
 from actors.personas import PersonaBook
 from configs import AppSettings
@@ -33,6 +34,7 @@ class Orchestrator:
     """
 
     def __init__(self, index: int, settings: AppSettings, bootstrap: str) -> None:
+        setup_logging()
         self.index = index
         self.settings = settings
         book = PersonaBook.load(settings.personas_file)

@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 from actors._figures import percentile
+from actors._logging import setup_logging
 from configs import AppSettings
 from events import Envelope, Payload
 from events.consumer import EventConsumer, Record
@@ -253,6 +254,7 @@ class HistoryProjector:
     """
 
     def __init__(self, settings: AppSettings, bootstrap: str) -> None:
+        setup_logging()
         topics = settings.kafka.topics
         self.projection = Projection()
         self.producer = EventProducer(settings.kafka, bootstrap)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import ray
 from pydantic import Field, TypeAdapter
 
+from actors._logging import setup_logging
 from actors.brains.base import Brain, Generation, MemoryBook
 from actors.personas import Persona
 from configs import PoolSettings
@@ -76,6 +77,8 @@ class RobotWorker:
         self, worker_id: str, persona: Persona, pool: PoolSettings, prompts_file: str
     ) -> None:
         from pathlib import Path
+
+        setup_logging()
 
         self.worker_id = worker_id
         self.persona = persona

@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from actors._logging import setup_logging
 from actors.broker_keeper import backbone_address
 from actors.engines import NAMESPACE, start_engines
 from actors.orchestrator import start_orchestrators
@@ -53,6 +54,7 @@ class Gateway:
     async def __init__(  # type: ignore[misc]
         self, config_path: str | None = None, namespace: str = NAMESPACE
     ) -> None:
+        setup_logging()
         self.settings = load_settings(config_path)
         parts = await asyncio.to_thread(bring_up, self.settings, namespace)
         self.core = GatewayCore(self.settings, namespace)

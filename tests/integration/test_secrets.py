@@ -178,5 +178,6 @@ async def test_secrets_tokens_and_answers_never_reach_the_logs(
     assert history["matches"], "the history call itself worked"
     # Serve's access log names the route, never the path that holds a token.
     assert "/api/players/{token}/matches" in text, "the gateway's log was not read"
+    assert "gateway ready" in text, "our own INFO lines are not in the logs"
     assert player.token not in text
     assert marker not in text
