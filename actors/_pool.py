@@ -22,21 +22,19 @@ from actors._figures import percentile
 from actors._metrics import pool_metrics
 from actors._scaling import ScalePolicy
 from actors.personas import Persona
-from actors.worker import RobotWorker, wire_command
+from actors.worker import RobotWorker, WireResult
 from configs import AppSettings
-from events import Envelope, Payload, decode, new_event
+from events import Envelope, Payload, encode, new_event
 from events.consumer import EventConsumer, Record
 from events.errors import DeliveryError
 from events.producer import EventProducer
 from events.robot_events import (
-    AnswerGenerated,
     GenerateAnswer,
     GenerateVote,
     GenerationFailed,
     PoolScaled,
     RobotStarted,
     RobotStopped,
-    VoteGenerated,
 )
 
 logger = logging.getLogger(__name__)
@@ -168,25 +166,45 @@ class PersonaPool:
     async def _expire(
         self, record: Record, command: GenerateAnswer | GenerateVote
     ) -> None:
+        await self._publish(
+            [
+                (
+                    record,
+                    self._failure(
+                        record, "deadline passed before a worker took the command"
+                    ),
+                )
+            ]
+        )
+
+    def _failure(self, record: Record, reason: str) -> bytes:
+        """An encoded ``generation_failed`` for a command no worker answered."""
+        command = record.envelope.payload
+        assert isinstance(command, GenerateAnswer | GenerateVote)
         failed = GenerationFailed(
             command_id=command.command_id,
             robot_id=command.robot_id,
             seat=command.seat,
             round=command.round,
-            reason="deadline passed before a worker took the command",
+            reason=reason,
             latency_ms=0.0,
             brain="none",
         )
-        await self._publish([(record, self._wrap(record, failed))])
+        return encode(self._wrap(record, failed))
 
     async def _run_chunk(self, records: list[Record]) -> None:
         received = time.monotonic()
-        commands = [wire_command(r.envelope) for r in records]
+        # Workers get the records' bytes as consumed and hand back encoded
+        # results, which go to Kafka as they are: nothing is encoded or
+        # decoded twice on the way.
+        commands = [r.value for r in records]
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             slot = await self._pick_worker()
             slot.in_flight += len(records)
             try:
-                encoded: list[bytes] = await slot.handle.generate.remote(commands)
+                results: list[WireResult | None] = await slot.handle.generate.remote(
+                    commands
+                )
                 break
             except _WORKER_FAILURES as exc:
                 logger.warning(
@@ -202,15 +220,19 @@ class PersonaPool:
         else:
             logger.warning("commands left for redelivery persona=%s", self.persona.name)
             return
-        due: list[tuple[Record, Envelope]] = []
-        for record, data in zip(records, encoded, strict=True):
-            result = decode(data)
-            self._record_stats(result.payload)
+        due: list[tuple[Record, bytes]] = []
+        for record, result in zip(records, results, strict=True):
+            if result is None:
+                self.stats.failed += 1
+                data = self._failure(record, "the worker could not read the command")
+            else:
+                data, kind, latency_ms, fallback = result
+                self._record_stats(kind, latency_ms, fallback)
             delay = self._think_delay(record.envelope.payload, received)
             if delay > 0:
-                self._spawn(self._publish_after(delay, record, result))
+                self._spawn(self._publish_after(delay, record, data))
             else:
-                due.append((record, result))
+                due.append((record, data))
         # Results with no think time left go out together, not a task each.
         await self._publish(due)
 
@@ -236,21 +258,22 @@ class PersonaPool:
         left = (command.deadline - datetime.now(UTC)).total_seconds()
         return max(0.0, min(wanted - elapsed, left - _DEADLINE_MARGIN_S))
 
-    async def _publish_after(
-        self, delay: float, record: Record, result: Envelope
-    ) -> None:
+    async def _publish_after(self, delay: float, record: Record, result: bytes) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
         await self._publish([(record, result)])
 
-    async def _publish(self, pairs: list[tuple[Record, Envelope]]) -> None:
+    async def _publish(self, pairs: list[tuple[Record, bytes]]) -> None:
         if not pairs:
             return
         topic = self.topics.robot_events
         confirmation = _Confirmation(len(pairs))
         try:
-            for _, result in pairs:
-                self.producer.append_nowait(topic, result, confirmation.on_delivery)
+            for record, result in pairs:
+                # Results are keyed by match, like the commands they answer.
+                self.producer.append_encoded_nowait(
+                    topic, record.envelope.key, result, confirmation.on_delivery
+                )
             await confirmation.wait()
         except Exception as exc:
             # Not marked done: after a restart the command is consumed again.
@@ -261,17 +284,17 @@ class PersonaPool:
         for record, _ in pairs:
             self.consumer.done(record)
 
-    def _record_stats(self, result: Payload) -> None:
-        if isinstance(result, AnswerGenerated | VoteGenerated):
-            tags = {"persona": self.persona.name}
-            self.stats.answered += 1
-            self.stats.latencies_ms.append(result.latency_ms)
-            pool_metrics().latency_ms.observe(result.latency_ms, tags)
-            if result.fallback:
-                self.stats.fallbacks += 1
-                pool_metrics().fallbacks.inc(1, tags)
-        elif isinstance(result, GenerationFailed):
+    def _record_stats(self, kind: str, latency_ms: float, fallback: bool) -> None:
+        if kind == GenerationFailed.model_fields["type"].default:
             self.stats.failed += 1
+            return
+        tags = {"persona": self.persona.name}
+        self.stats.answered += 1
+        self.stats.latencies_ms.append(latency_ms)
+        pool_metrics().latency_ms.observe(latency_ms, tags)
+        if fallback:
+            self.stats.fallbacks += 1
+            pool_metrics().fallbacks.inc(1, tags)
 
     def _wrap(self, record: Record, payload: Payload) -> Envelope:
         return new_event(

@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import ray
-from pydantic import Field, TypeAdapter
 
 from actors._logging import setup_logging
 from actors.brains.base import Brain, Generation, MemoryBook
 from actors.personas import Persona
 from configs import PoolSettings
-from events import Envelope, encode, new_event
+from events import decode, encode, new_event
+from events.errors import EventDecodeError
 from events.robot_events import (
     AnswerGenerated,
     GenerateAnswer,
@@ -28,27 +27,11 @@ from game import PromptBank
 logger = logging.getLogger(__name__)
 
 RobotResult = AnswerGenerated | VoteGenerated | GenerationFailed
-RobotCommand = GenerateAnswer | GenerateVote
-# A command as the pool hands it to a worker: event id, match id, correlation
-# id and the payload as JSON. Pickling pydantic models for the Ray call cost
-# more than the codec does.
-WireCommand = tuple[str, str, str | None, str]
-
-_COMMANDS: TypeAdapter[RobotCommand] = TypeAdapter(
-    Annotated[RobotCommand, Field(discriminator="type")]
-)
-
-
-def wire_command(command: Envelope) -> WireCommand:
-    """What a worker needs of a command envelope, cheap to send to it."""
-    assert command.match_id is not None  # commands are keyed by match
-    correlation = command.correlation_id
-    return (
-        str(command.event_id),
-        command.match_id,
-        None if correlation is None else str(correlation),
-        command.payload.model_dump_json(),
-    )
+# What a worker hands back per command: the encoded result envelope, its
+# type, the generation's latency and whether a fallback brain answered. The
+# pool publishes the bytes as they are and keeps its figures from the rest,
+# so a result is encoded once and never decoded on its way to Kafka.
+WireResult = tuple[bytes, str, float, bool]
 
 
 def make_brain(persona: Persona, prompts: PromptBank, seed: int) -> Brain:
@@ -92,22 +75,21 @@ class RobotWorker:
         self._concurrent = brain.kind != "offline" or bool(brain.simulated_latency_s)
         self._producer = f"worker-{worker_id}"
 
-    async def generate(self, commands: list[WireCommand]) -> list[bytes]:
+    async def generate(self, commands: list[bytes]) -> list[WireResult | None]:
         """Results for a batch of commands, in the same order.
 
-        Commands come as ``wire_command`` tuples and results go back encoded
-        by the codec: strings and bytes pickle for next to nothing, pydantic
-        models do not.
+        Commands come as the records' bytes, as the pool consumed them, and
+        results go back encoded: bytes pickle for next to nothing, pydantic
+        models do not, and the pool neither decodes nor encodes anything.
 
         Args:
-            commands: ``generate_answer`` or ``generate_vote`` commands.
+            commands: encoded ``generate_answer`` or ``generate_vote`` envelopes.
 
         Returns:
-            One encoded result envelope per command: an answer, a vote, or
-            a ``generation_failed`` with the reason.
-
-        Raises:
-            pydantic.ValidationError: a command's payload is not valid.
+            Per command, the encoded result envelope (an answer, a vote, or a
+            ``generation_failed`` with the reason) with its type, latency
+            and fallback flag; None for a record that is not a command this
+            worker can read (the pool answers for it).
         """
         self.in_flight += len(commands)
         try:
@@ -117,7 +99,7 @@ class RobotWorker:
                 results = [await self._one(c) for c in commands]
         finally:
             self.in_flight -= len(commands)
-        return [encode(result) for result in results]
+        return results
 
     async def ping(self) -> dict[str, Any]:
         """Health check: alive, with its load."""
@@ -129,9 +111,24 @@ class RobotWorker:
             "memories": len(self.memories),
         }
 
-    async def _one(self, command: WireCommand) -> Envelope:
-        event_id, match_id, correlation_id, data = command
-        payload = _COMMANDS.validate_json(data)
+    async def _one(self, data: bytes) -> WireResult | None:
+        try:
+            command = decode(data)
+        except EventDecodeError as exc:
+            # The pool decoded this record with the same codec before, so
+            # only a worker of another version gets here.
+            logger.warning(
+                "command not readable worker_id=%s error=%s", self.worker_id, exc
+            )
+            return None
+        payload = command.payload
+        if not isinstance(payload, GenerateAnswer | GenerateVote):
+            logger.warning(
+                "not a robot command worker_id=%s type=%s", self.worker_id, payload.type
+            )
+            return None
+        match_id = command.match_id
+        assert match_id is not None  # commands are keyed by match
         memory = self.memories.get(match_id, payload.robot_id)
         started = time.perf_counter()
         try:
@@ -159,13 +156,15 @@ class RobotWorker:
                 brain=self.brain.name,
             )
         self.generated += 1
-        return new_event(
+        envelope = new_event(
             result,
             match_id=match_id,
             producer=self._producer,
-            causation_id=uuid.UUID(event_id),
-            correlation_id=uuid.UUID(correlation_id) if correlation_id else None,
+            causation_id=command.event_id,
+            correlation_id=command.correlation_id,
         )
+        fallback = not isinstance(result, GenerationFailed) and result.fallback
+        return encode(envelope), result.type, result.latency_ms, fallback
 
     def _result(
         self,

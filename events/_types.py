@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
-
-
-def _require_utc(value: datetime) -> datetime:
-    if value.tzinfo is UTC:  # the common case, without computing an offset
-        return value
-    if value.utcoffset() != timedelta(0):
-        raise ValueError(f"a UTC timestamp, got offset {value.utcoffset()}")
-    return value
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_require_utc)]
+class _OffsetZero:
+    """Asks pydantic-core itself for an offset of zero.
+
+    Its datetime schema can require a fixed offset, checked in Rust while
+    parsing; a Python validator doing the same was a tenth of the cost of
+    decoding a record. The codec words the error for readers
+    (``timezone_offset`` becomes "a UTC timestamp").
+    """
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        if source is not datetime:
+            raise TypeError(f"an offset applies to datetimes, not {source!r}")
+        return core_schema.datetime_schema(tz_constraint=0)
+
+
+UtcDatetime = Annotated[datetime, _OffsetZero()]
 """A timezone-aware timestamp whose offset is zero."""
 
 SeatLabel = Annotated[str, Field(min_length=1, max_length=32)]

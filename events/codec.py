@@ -154,6 +154,8 @@ def _translate(exc: ValidationError) -> EventDecodeError:
     if len(loc) >= 2 and loc[0] == "payload" and loc[1] in _payload_types():
         del loc[1]
     field = ".".join(loc) or "<record>"
+    if error["type"] == "timezone_offset":
+        return EventDecodeError(field, error.get("input"), "a UTC timestamp")
     return EventDecodeError(field, error.get("input"), error["msg"].lower())
 
 

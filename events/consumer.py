@@ -24,14 +24,19 @@ from events.settings import KafkaSettings, TopicSettings
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
-    """A decoded envelope and where it came from."""
+    """A decoded envelope, the bytes it was decoded from, and where they came from.
+
+    ``value`` lets a record be passed on or written again without encoding
+    the envelope a second time.
+    """
 
     envelope: Envelope
     topic: str
     partition: int
     offset: int
+    value: bytes = b""
 
 
 class EventConsumer:
@@ -186,12 +191,13 @@ class EventConsumer:
         self._tracker.add((topic, partition), offset)
         # decode raises nothing but EventDecodeError, whatever the record holds
         # (nesting too deep for the parser included), so no record ends this task.
+        value = message.value()
         try:
-            envelope = decode(message.value())
+            envelope = decode(value)
         except EventDecodeError as exc:
             await self._dead_letter(message, str(exc))
             return None
-        return Record(envelope, topic, partition, offset)
+        return Record(envelope, topic, partition, offset, value or b"")
 
     async def _dead_letter(self, message: Message, reason: str) -> None:
         topic, partition, offset = located(message)

@@ -122,6 +122,18 @@ class EventProducer:
             on_done,
         )
 
+    def append_encoded_nowait(
+        self, topic: TopicSettings, key: str, value: bytes, on_done: Any = None
+    ) -> None:
+        """Queue a record the codec already encoded, keyed like its envelope.
+
+        For results that arrive encoded: writing them as they are spares a
+        decode and an encode per record.
+        """
+        self._produce(
+            topic.name, key, value, partition_for(key, topic.partitions), on_done
+        )
+
     async def append_raw(
         self,
         topic: TopicSettings,
