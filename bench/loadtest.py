@@ -15,6 +15,14 @@ player saw are compared with the match's events in Kafka: ``lost_events``
 and ``duplicate_events`` must both be 0. Latencies: ``connect`` (socket
 open), ``answer_to_robots`` (a human's answer sent until every seat's
 answer is in), ``vote_to_scored`` (a vote sent until the round is scored).
+
+By default every human acts the moment it can, so all matches move in step
+and the run is a closed loop: each phase waits on the whole backlog, and a
+phase's latency is about the number of waiting players divided by the
+actions finished per second. ``--think-s T`` makes each human wait a random
+0.5 T to 1.5 T seconds before each answer and each vote, as people reading
+and typing do; latencies are still measured from the moment an action is
+sent, so they show what a player waits for once they act.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -71,8 +80,17 @@ class Figures:
 class Human:
     """One simulated human on one socket."""
 
-    def __init__(self, url: str, figures: Figures, timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        figures: Figures,
+        timeout_s: float,
+        think_s: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
         self.url, self.figures, self.timeout_s = url, figures, timeout_s
+        self.think_s = think_s
+        self.rng = rng or random.Random(0)
         self.ws: Any = None
         self.view: dict[str, Any] = {}
         self.events: list[tuple[int, str]] = []
@@ -182,7 +200,18 @@ class Human:
             await self.answer(number)
             await self.vote(number)
 
+    async def think(self) -> None:
+        """Wait as a person would before acting (``--think-s``)."""
+        if self.think_s <= 0:
+            return
+        await asyncio.sleep(self.think_s * self.rng.uniform(0.5, 1.5))
+        # Not reading while thinking is not a stall of the server's.
+        self.last_frame_at = time.monotonic()
+
     async def answer(self, number: int) -> None:
+        if self.view["phase"] != "answering" or self.view["round"] != number:
+            return
+        await self.think()
         if self.view["phase"] != "answering" or self.view["round"] != number:
             return
         started = time.perf_counter()
@@ -209,6 +238,7 @@ class Human:
         others = [s for s in ballot if s != view["you"]]
         if view["you"] not in ballot or not others:
             return
+        await self.think()
         started = time.perf_counter()
         await self.send(
             {"type": "vote", "token": self.token, "seat": others[0],
@@ -219,12 +249,16 @@ class Human:
 
 
 async def play_match(
-    url: str, template: str, figures: Figures, timeout_s: float
+    url: str,
+    template: str,
+    figures: Figures,
+    timeout_s: float,
+    think_s: float = 0.0,
+    rng: random.Random | None = None,
 ) -> None:
     """One whole match: one human (classic) or two (duo)."""
-    humans = [Human(url, figures, timeout_s)]
-    if template == "duo":
-        humans.append(Human(url, figures, timeout_s))
+    count = 2 if template == "duo" else 1
+    humans = [Human(url, figures, timeout_s, think_s, rng) for _ in range(count)]
     try:
         for human in humans:
             await human.connect()
@@ -291,10 +325,14 @@ async def run(
     gate = asyncio.Semaphore(args.concurrency)
     progress = tqdm(total=args.matches, desc="matches", unit="match", file=sys.stderr)
     ws_url = args.url.rstrip("/") + "/ws"
+    think_s = getattr(args, "think_s", 0.0)
+    rng = random.Random(getattr(args, "seed", 0))
 
     async def one() -> None:
         async with gate:
-            await play_match(ws_url, args.template, figures, args.timeout_s)
+            await play_match(
+                ws_url, args.template, figures, args.timeout_s, think_s, rng
+            )
             progress.update()
 
     started = time.perf_counter()
@@ -308,6 +346,7 @@ async def run(
         "template": args.template,
         "matches": args.matches,
         "concurrency": args.concurrency,
+        "think_s": think_s,
         "matches_completed": figures.completed,
         "matches_failed": figures.failed,
         "lost_events": compared.get("lost", 0),
@@ -344,6 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", choices=["classic", "duo"], default="classic")
     parser.add_argument("--timeout-s", type=float, default=120.0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--think-s",
+        type=float,
+        default=0.0,
+        help="each human waits 0.5x to 1.5x this before every answer and vote "
+        "(default 0: act at once, every match in step)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="for think times")
     parser.add_argument(
         "--proxy",
         choices=["haproxy", "default"],
