@@ -74,14 +74,17 @@ class MatchState:
         Every container is copied; payloads (frozen models), datetimes and
         tuples are immutable, so they are shared. Much cheaper than
         ``copy.deepcopy``, which rebuilt every frozen model on each command.
+        Rounds before the current one are shared too: ``evolve`` changes
+        only the current round (``_round`` refuses any other).
         """
+        rounds = self.rounds[:-1] + [r.copy() for r in self.rounds[-1:]]
         return replace(
             self,
             players=list(self.players),
             token_hashes=dict(self.token_hashes),
             personas=dict(self.personas),
             seats=dict(self.seats),
-            rounds=[r.copy() for r in self.rounds],
+            rounds=rounds,
             totals=dict(self.totals),
             command_ids=set(self.command_ids),
             event_ids=list(self.event_ids),
