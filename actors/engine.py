@@ -137,6 +137,40 @@ class MatchEngine:
         await self._core.ready.wait()
         return await self._core.cast_vote(match_id, player_id, target, command_id)
 
+    async def act_many(
+        self, actions: list[tuple[str, str, str, str, str]]
+    ) -> list[Outcome | Exception]:
+        """Several players' actions in one call, decided side by side.
+
+        A gateway sends the answers and votes that reach it together in one
+        Ray call instead of one call each; on a busy machine the calls cost
+        more than the decisions.
+
+        Args:
+            actions: ``(kind, match_id, player_id, answer text or voted
+                seat, command_id)`` with kind ``answer`` or ``vote``.
+
+        Returns:
+            Per action, in order, its outcome, or the error it raised
+            (``UnknownMatch``, ``MatchSetAside``, ``WrongEngine``,
+            ``BrokerError``, ...), returned instead of raised so one bad
+            action fails only itself.
+        """
+        await self._core.ready.wait()
+        core = self._core
+
+        async def one(kind: str, *args: str) -> Outcome:
+            if kind == "answer":
+                return await core.submit_answer(*args)
+            if kind == "vote":
+                return await core.cast_vote(*args)
+            raise ValueError(f"unknown action kind {kind!r}")
+
+        results = await asyncio.gather(
+            *(one(*action) for action in actions), return_exceptions=True
+        )
+        return [_portable(r) for r in results]
+
     async def events_since(
         self, match_id: str, after: int, wait_s: float = 0.0
     ) -> list[Envelope]:
@@ -250,6 +284,13 @@ class MatchEngine:
                 logger.warning(
                     "robot result refused match_id=%s code=%s", match_id, outcome.code
                 )
+
+
+def _portable(result: Outcome | BaseException) -> Outcome | Exception:
+    """An action's result as it may cross Ray: cancellations and exits re-raised."""
+    if isinstance(result, Exception) or not isinstance(result, BaseException):
+        return result
+    raise result
 
 
 def _accepting(result: AnswerGenerated | VoteGenerated) -> Decide:

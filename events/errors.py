@@ -28,6 +28,11 @@ class EventDecodeError(EventsError):
             f"expected {expected}"
         )
 
+    def __reduce__(self) -> tuple[type[EventDecodeError], tuple[str, Any, str]]:
+        # Pickled by Ray between actors; the default would call __init__
+        # with the message alone.
+        return (type(self), (self.field, self.value, self.expected))
+
 
 class BrokerError(EventsError):
     """The Kafka broker refused or failed an operation."""
@@ -43,6 +48,9 @@ class DeliveryError(BrokerError):
         super().__init__(
             f"record for topic {topic!r} key {key!r} was not delivered: {reason}"
         )
+
+    def __reduce__(self) -> tuple[type[DeliveryError], tuple[str, str | None, str]]:
+        return (type(self), (self.topic, self.key, self.reason))
 
 
 class ConfigError(EventsError):

@@ -10,6 +10,7 @@ import logging
 import random
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,12 @@ from serve_app.feeds import FeedBook, MatchFeed
 logger = logging.getLogger(__name__)
 
 _ENGINE_RETRY_S = 30.0
+# Calls of ``act_many`` on their way to one engine at a time; actions that
+# come meanwhile wait for the next call, so batches grow with the load.
+_CALLS_IN_FLIGHT = 2
+_MAX_BATCH = 500
+
+Action = tuple[str, str, str, str, str]
 
 
 class Refused(Exception):
@@ -132,6 +139,62 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class EngineActions:
+    """Players' answers and votes bound for one engine, sent in few calls.
+
+    An action goes out at once while fewer than ``_CALLS_IN_FLIGHT`` calls
+    are on their way; otherwise it waits and leaves with every other action
+    that came meanwhile, in one ``act_many`` call. An idle gateway adds no
+    delay, and a busy one makes one Ray call per batch instead of one per
+    action, which was a quarter of its CPU.
+    """
+
+    def __init__(self, handle: Callable[[], Any]) -> None:
+        self._handle = handle
+        self._waiting: list[tuple[Action, asyncio.Future[Outcome]]] = []
+        self._in_flight = 0
+        self._calls: set[asyncio.Task[None]] = set()
+        self.calls = 0
+
+    def submit(self, action: Action) -> asyncio.Future[Outcome]:
+        """Queue an action; the future holds its outcome or the error it met."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((action, future))
+        self._send_some()
+        return future
+
+    def _send_some(self) -> None:
+        while self._waiting and self._in_flight < _CALLS_IN_FLIGHT:
+            batch = self._waiting[:_MAX_BATCH]
+            del self._waiting[:_MAX_BATCH]
+            self._in_flight += 1
+            self.calls += 1
+            task = asyncio.create_task(self._call(batch))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    async def _call(self, batch: list[tuple[Action, asyncio.Future[Outcome]]]) -> None:
+        try:
+            results = await self._handle().act_many.remote([a for a, _ in batch])
+        except Exception as exc:
+            # The engine is unreachable (restarting, not found): every
+            # action of the call meets the same error; callers retry.
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():  # its player left meanwhile
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        finally:
+            self._in_flight -= 1
+            self._send_some()
+
+
 class GatewayCore:
     """Creates and joins matches, checks tokens, forwards actions to engines."""
 
@@ -141,6 +204,7 @@ class GatewayCore:
         self.book = TemplateBook.load(settings.templates_file)
         self.feeds = FeedBook(self.engine_for)
         self._engines: dict[int, Any] = {}
+        self._actions: dict[int, EngineActions] = {}
         self.open_sockets = 0
 
     def engine(self, index: int) -> Any:
@@ -161,6 +225,13 @@ class GatewayCore:
     def engine_for(self, match_id: str) -> Any:
         """The engine that owns a match."""
         return self.engine(engine_index(match_id, self.settings))
+
+    def actions_for(self, match_id: str) -> EngineActions:
+        """The action batches of the engine that owns a match."""
+        index = engine_index(match_id, self.settings)
+        if index not in self._actions:
+            self._actions[index] = EngineActions(lambda: self.engine(index))
+        return self._actions[index]
 
     async def create(
         self, template: str, humans: int | None = None, robots: int | None = None
@@ -212,47 +283,43 @@ class GatewayCore:
 
     async def answer(self, seat: Seat, text: str, command_id: str) -> Outcome:
         """Forward an answer to the match's engine."""
-        outcome: Outcome = await self._retry(
-            seat.match_id,
-            "submit_answer",
-            seat.match_id,
-            seat.player_id,
-            text,
-            f"{seat.player_id}:{command_id}",
-        )
-        _check(outcome)
-        return outcome
+        return await self._act(("answer", *self._ids(seat), text, command_id))
 
     async def vote(self, seat: Seat, target: str, command_id: str) -> Outcome:
         """Forward a vote to the match's engine."""
-        outcome: Outcome = await self._retry(
-            seat.match_id,
-            "cast_vote",
-            seat.match_id,
-            seat.player_id,
-            target,
-            f"{seat.player_id}:{command_id}",
-        )
-        _check(outcome)
-        return outcome
+        return await self._act(("vote", *self._ids(seat), target, command_id))
 
-    async def _retry(self, match_id: str, method: str, *args: Any) -> Any:
-        """Call the match's engine; while it restarts, call again.
+    @staticmethod
+    def _ids(seat: Seat) -> tuple[str, str]:
+        return seat.match_id, seat.player_id
+
+    async def _act(self, action: Action) -> Outcome:
+        """Send an action to the match's engine; while it restarts, send again.
 
         Safe because every action carries a command id: a repeat of one
         that landed before the engine died is acknowledged with no change.
+        The command id is made the player's own, so two players' ids never
+        collide.
+
+        Raises:
+            Refused: the engine refused the action, or stayed unreachable.
         """
+        kind, match_id, player_id, value, command_id = action
+        action = (kind, match_id, player_id, value, f"{player_id}:{command_id}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _ENGINE_RETRY_S
         while True:
             try:
-                return await getattr(self.engine_for(match_id), method).remote(*args)
+                outcome = await self.actions_for(match_id).submit(action)
+                break
             except (RayActorError, ActorUnavailableError) as exc:
                 if loop.time() > deadline:
                     raise Refused(
                         "engine_unavailable", "the match engine is restarting; retry"
                     ) from exc
                 await asyncio.sleep(0.25)
+        _check(outcome)
+        return outcome
 
 
 def _new_player() -> tuple[str, str]:

@@ -85,7 +85,7 @@ class StandInEngine:
         self.log = log
         self.events_since = Remote(self._events_since)
         self.create_match = Remote(self._create_match)
-        self.submit_answer = Remote(self._submit_answer)
+        self.act_many = Remote(self._act_many)
 
     async def _events_since(
         self, match_id: str, after: int, _wait_s: float
@@ -97,8 +97,9 @@ class StandInEngine:
     async def _create_match(self, *_args: Any, **_kwargs: Any) -> Any:
         raise from_actor(TemplateError("invalid timing override: rounds is 0"))
 
-    async def _submit_answer(self, *_args: Any) -> Any:
-        raise from_actor(DeliveryError("match-events", MATCH_ID, "broker down"))
+    async def _act_many(self, actions: list[tuple[str, ...]]) -> list[Any]:
+        # An engine hands back each action's error as a value.
+        return [DeliveryError("match-events", MATCH_ID, "broker down") for _ in actions]
 
 
 class StandInCore(GatewayCore):
