@@ -11,8 +11,7 @@ import random
 import re
 import statistics
 from collections.abc import Iterable, Sequence, Set
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from actors.personas import Habits
 from game.rules import SEAT_LABELS
@@ -21,10 +20,15 @@ Case = Literal["lower", "sentence"]
 Punctuation = Literal["none", "light", "full"]
 
 _TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?")
-_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+# A sentence after the first starts after a closing mark and a space (the
+# first one is capitalised without a regex).
+_LATER_SENTENCE_START = re.compile(r"([.!?]\s+)([a-z])")
 _LONE_I = re.compile(r"\bi\b")
 _MARKS = re.compile(r"[,.;:!?]")
-_STRETCHED = re.compile(r"([a-z])\1\1|[!?]{2,}")
+# Three of a letter in a row; doubled marks are found by plain substring
+# checks, which are cheaper than one more alternative in this regex.
+_STRETCHED_LETTERS = re.compile(r"([a-z])\1\1")
+_DOUBLED_MARKS = ("!!", "??", "!?", "?!")
 _TRAILING = " ,;:-\u2014"
 _SHORTEN_ORDER = ("emoji", "closer", "extra", "opener")
 _LENGTHEN_ORDER = ("closer", "opener", "extra")
@@ -126,6 +130,8 @@ KNOWN_TYPOS = frozenset(
     if slip not in COMMON_WORDS | _REAL_SLIPS
 )
 
+_LISTED_WORDS = CASUAL_WORDS | KNOWN_TYPOS | FORMAL_WORDS | FIRST_PERSON | NO_APOSTROPHE
+
 
 # Drafts reuse the same few hundred phrase words, so each is judged once.
 @functools.lru_cache(maxsize=16_384)
@@ -137,12 +143,22 @@ def revealing(word: str) -> bool:
 def reveals(text: str, persona_name: str, allowed: Iterable[str] = ()) -> bool:
     """Whether a text names a revealing word (outside ``allowed``) or the persona."""
     words = _LETTERS.findall(text.lower())
-    if any(revealing(word) for word in words):
+    joined = " ".join(words)
+    # The same test as revealing() on each word, done as set and substring
+    # checks: a stem has no space, so it is in the joined words exactly when
+    # it is inside one of them. The allowed words are only gathered when
+    # something revealing turned up.
+    if not REVEALING_WORDS.isdisjoint(words) or any(
+        map(joined.__contains__, _REVEALING_STEMS)
+    ):
         spared = frozenset(allowed)
         if any(revealing(word) and word not in spared for word in words):
             return True
-    name = " ".join(persona_name.split("_"))
-    return f" {name} " in f" {' '.join(words)} "
+    name = persona_name.split("_")
+    # Without the name's first word there is no need to look for the rest.
+    if name[0] not in words:
+        return False
+    return f" {' '.join(name)} " in f" {joined} "
 
 
 def add_typo(word: str, rng: random.Random) -> str:
@@ -160,13 +176,18 @@ def add_typo(word: str, rng: random.Random) -> str:
 
 def sprinkle_typos(text: str, rate: float, rng: random.Random) -> str:
     """The text with each word slipped with probability ``rate``."""
-    words = text.split(" ")
-    for i, word in enumerate(words):
-        # One draw per word whatever happens, so the draws stay in step.
-        if rng.random() < rate:
+    draw = rng.random
+    words: list[str] | None = None
+    # One draw per word whatever happens, so the draws stay in step. Most
+    # texts get no slip, so they are only split when one does.
+    for i in range(text.count(" ") + 1):
+        if draw() < rate:
+            if words is None:
+                words = text.split(" ")
+            word = words[i]
             core = word.rstrip(",.?!")
             words[i] = add_typo(core, rng) + word[len(core) :]
-    return " ".join(words)
+    return text if words is None else " ".join(words)
 
 
 def apply_case(text: str, case: Case) -> str:
@@ -174,7 +195,17 @@ def apply_case(text: str, case: Case) -> str:
     if case == "lower":
         return text.lower()
     text = _LONE_I.sub("I", text)
-    return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
+    # The first letter is capitalised directly, and the regex with its
+    # per-match callback runs only when a later sentence can start.
+    if "a" <= text[:1] <= "z":
+        text = text[0].upper() + text[1:]
+    if "." in text or "!" in text or "?" in text:
+        text = _LATER_SENTENCE_START.sub(_capitalise_match, text)
+    return text
+
+
+def _capitalise_match(match: re.Match[str]) -> str:
+    return match.group(1) + match.group(2).upper()
 
 
 def apply_punctuation(text: str, punctuation: Punctuation) -> str:
@@ -203,59 +234,71 @@ def trim_to(text: str, max_chars: int) -> str:
     return whole_words(text, max_chars) or text[:max_chars].rstrip()
 
 
-def _count(tokens: Iterable[str], vocabulary: frozenset[str], cap: int) -> int:
-    return min(cap, sum(1 for token in tokens if token in vocabulary))
+def _signals(text: str) -> tuple[float, int]:
+    """Humanness of a stripped text and how many words it holds.
 
-
-def _human_signals(text: str, tokens: list[str]) -> float:
+    Both come from one tokenisation, and the word checks run as set
+    operations, so a ballot costs one scan per answer.
+    """
+    lowered = text.lower()
+    tokens = _TOKEN.findall(lowered)
+    length = len(tokens)
+    # Few tokens are in any word list; the counts below look only at those.
+    listed = list(filter(_LISTED_WORDS.__contains__, tokens))
     w = HUMAN_WEIGHTS
-    lowered = text.lower()
-    score = w["starts_lower"] * text[:1].islower()
-    score += w["open_ending"] * (text[-1:].isalnum() or text.endswith(".."))
-    score += w["casual_word"] * _count(tokens, CASUAL_WORDS, 2)
-    score += w["typo"] * _count(tokens, KNOWN_TYPOS, 2)
-    score += w["lone_i"] * (_LONE_I.search(text) is not None)
-    score += w["first_person"] * any(t in FIRST_PERSON for t in tokens)
-    score += w["contraction"] * any("'" in t or t in NO_APOSTROPHE for t in tokens)
-    score += w["stretched"] * (_STRETCHED.search(lowered) is not None)
-    return score + w["very_short"] * (len(tokens) <= 4)
-
-
-def _robot_signals(text: str, tokens: list[str]) -> float:
-    w = ROBOT_WEIGHTS
-    lowered = text.lower()
+    human = w["starts_lower"] * text[:1].islower()
+    human += w["open_ending"] * (text[-1:].isalnum() or text.endswith(".."))
+    human += w["casual_word"] * min(2, sum(map(CASUAL_WORDS.__contains__, listed)))
+    human += w["typo"] * min(2, sum(map(KNOWN_TYPOS.__contains__, listed)))
+    human += w["lone_i"] * (_LONE_I.search(text) is not None)
+    human += w["first_person"] * (not FIRST_PERSON.isdisjoint(listed))
+    # A token holds an apostrophe only if the text does, so most texts skip
+    # the per-token look.
+    contraction = not NO_APOSTROPHE.isdisjoint(listed) or (
+        "'" in lowered and any("'" in token for token in tokens)
+    )
+    human += w["contraction"] * contraction
+    stretched = any(map(lowered.__contains__, _DOUBLED_MARKS)) or (
+        _STRETCHED_LETTERS.search(lowered) is not None
+    )
+    human += w["stretched"] * stretched
+    human += w["very_short"] * (length <= 4)
+    r = ROBOT_WEIGHTS
     polished = text[:1].isupper() and text.endswith((".", "!"))
-    score = w["polished"] * (polished and not text.endswith(".."))
-    score += w["formal_word"] * _count(tokens, FORMAL_WORDS, 3)
-    score += w["stock_phrase"] * sum(phrase in lowered for phrase in ROBOT_PHRASES)
-    score += w["semicolon_or_dash"] * (";" in text or "\u2014" in text)
-    score += w["many_commas"] * (text.count(",") >= 2)
-    score += w["long"] * (len(tokens) > 12)
-    return score + w["very_long"] * (len(tokens) > 18)
+    robot = r["polished"] * (polished and not text.endswith(".."))
+    robot += r["formal_word"] * min(3, sum(map(FORMAL_WORDS.__contains__, listed)))
+    robot += r["stock_phrase"] * sum(map(lowered.__contains__, ROBOT_PHRASES))
+    robot += r["semicolon_or_dash"] * (";" in text or "\u2014" in text)
+    robot += r["many_commas"] * (text.count(",") >= 2)
+    robot += r["long"] * (length > 12)
+    robot += r["very_long"] * (length > 18)
+    return human - robot, length
 
 
 def humanness(text: str) -> float:
     """How human an answer looks on its own: human signals minus robot signals."""
-    text = text.strip()
-    tokens = _TOKEN.findall(text.lower())
-    return _human_signals(text, tokens) - _robot_signals(text, tokens)
+    return _signals(text.strip())[0]
 
 
 def ballot_scores(texts: Sequence[str]) -> list[float]:
     """Humanness of each answer, plus a bonus for a length unlike the others."""
-    lengths = [len(_TOKEN.findall(text.lower())) for text in texts]
+    signals = [_signals(text.strip()) for text in texts]
+    lengths = [length for _, length in signals]
     scores = []
-    for i, text in enumerate(texts):
+    for i, (score, length) in enumerate(signals):
         others = lengths[:i] + lengths[i + 1 :]
-        typical = statistics.median(others) if others else lengths[i]
-        spread = abs(lengths[i] - typical) / max(typical, 1)
-        scores.append(humanness(text) + OUTLIER_WEIGHT * min(1.0, spread))
+        typical = statistics.median(others) if others else length
+        spread = abs(length - typical) / max(typical, 1)
+        scores.append(score + OUTLIER_WEIGHT * min(1.0, spread))
     return scores
 
 
-@dataclass(frozen=True)
-class Draft:
-    """An answer's parts, before they are joined and fitted to the limits."""
+class Draft(NamedTuple):
+    """An answer's parts, before they are joined and fitted to the limits.
+
+    A named tuple: immutable like a frozen dataclass, and several times
+    cheaper to build, which matters as every attempt at an answer builds one.
+    """
 
     core: str
     opener: str
@@ -269,7 +312,17 @@ class Draft:
 
     def words(self) -> int:
         """How many words the included parts hold."""
-        return sum(len(getattr(self, kind).split()) for kind in self.parts())
+        # Spelled out: it runs for every draft, and a loop over parts() with
+        # getattr costs about twice as much.
+        included = self.included
+        words = len(self.core.split())
+        if "opener" in included:
+            words += len(self.opener.split())
+        if "extra" in included:
+            words += len(self.extra.split())
+        if "closer" in included:
+            words += len(self.closer.split())
+        return words
 
     def word_counts(self) -> dict[str, int]:
         """How many words each text part holds, included or not."""
@@ -287,7 +340,7 @@ class Draft:
 
     def with_parts(self, included: Set[str], core: str | None = None) -> Draft:
         """The same draft with other parts included (and maybe another core)."""
-        # Spelled out: dataclasses.replace costs several times as much.
+        # Spelled out: _replace costs several times as much.
         return Draft(
             core=self.core if core is None else core,
             opener=self.opener,
@@ -319,9 +372,12 @@ class Draft:
 
 def fit_words(draft: Draft, habits: Habits) -> Draft:
     """The draft with parts added or dropped to fit the word limits."""
+    words = draft.words()
+    if habits.min_words <= words <= habits.max_words:
+        # Most drafts fit as drawn: keep them rather than build a copy.
+        return draft
     counts = draft.word_counts()
     included = set(draft.included)
-    words = sum(counts[kind] for kind in draft.parts())
     for kind in _LENGTHEN_ORDER:
         if words >= habits.min_words:
             break
@@ -342,10 +398,10 @@ def fit_words(draft: Draft, habits: Habits) -> Draft:
 
 def fit_chars(draft: Draft, habits: Habits, max_chars: int) -> str:
     """The rendered draft, parts dropped and then trimmed to ``max_chars``."""
-    included = set(draft.included)
+    included = draft.included
     for kind in _SHORTEN_ORDER:
         text = draft.render_parts(included, habits)
         if len(text) <= max_chars:
             return text
-        included.discard(kind)
+        included -= {kind}
     return trim_to(draft.render_parts(included, habits), max_chars)

@@ -8,9 +8,9 @@ there cannot steer a robot; the history is read only to avoid repeating the
 robot's own earlier answers. Words that would give a robot away (ai, bot,
 instructions, prompt, human, seat labels, ...; ``_text.REVEALING_WORDS``) are
 never taken from a custom prompt, and a draft that still spells one, or the
-persona's name, is drawn again. Every draw comes from a random generator seeded
-by sha256 of ``f"{seed}:{command_id}"``, so a command always gets the same
-result.
+persona's name, is drawn again. Every draw comes from a ``random.Random``
+seeded with the first eight bytes, read as a big-endian integer, of the sha256
+of ``f"{seed}:{command_id}"``, so a command always gets the same result.
 
 Votes score each other seat's answer for how human it looks and pick the
 highest, breaking ties with the seeded generator. The features and weights
@@ -48,7 +48,8 @@ import itertools
 import logging
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
+from typing import NamedTuple
 
 from actors.brains._text import (
     Case,
@@ -95,6 +96,8 @@ _OPENER_JOINS = (", ", ", ", " ")
 _CLOSER_JOINS = (", ", ". ", " ")
 _EMOJI = ("\U0001f642", "\U0001f602", "\U0001f914", "\U0001f605", "\u2728")
 _MAX_ATTEMPTS = 8
+# Phrase banks kept per persona name; a worker plays one persona, a test a few.
+_MAX_VOICES = 64
 _SPARE_WORDS = ("again", "too", "still", "also", "anyway", "honestly")
 _WORD = re.compile(r"[a-z]+")
 _STOPWORDS = vocabulary(
@@ -123,6 +126,7 @@ class OfflineBrain:
         bank = prompts if prompts is not None else PromptBank.load()
         self._topics = {prompt.id: prompt.topic for prompt in bank.prompts}
         self._seed = seed
+        self._voices: dict[str, _Voice] = {}
 
     async def answer(
         self, command: GenerateAnswer, persona: Persona, memory: MatchMemory
@@ -139,20 +143,26 @@ class OfflineBrain:
             whenever a distinct text fits that limit, differs from the robot's
             earlier answers in the match.
         """
-        rng = self._rng(command.command_id)
+        rng = _CommandRandom(self._seed, command.command_id)
+        voice = self._voice(persona)
+        habits = persona.habits
         topic = self._topic_words(command)
-        own = _own_answers(command)
-        refused = functools.partial(
-            _refused, memory=memory, own=own, persona_name=persona.name, topic=topic
-        )
+        said = _said_before(command, memory)
+
+        def refused(text: str) -> bool:
+            # A typo or two adjacent words can still spell a revealing word or
+            # the persona's name; a curated prompt's own topic words stay
+            # allowed.
+            return _normal(text) in said or reveals(text, persona.name, topic)
+
         for _ in range(_MAX_ATTEMPTS):
-            draft, keys = _draft(rng, persona, topic, memory)
-            text = fit_chars(draft, persona.habits, command.max_chars)
+            draft, choice = _draft(rng, voice, habits, topic, memory.used)
+            text = fit_chars(draft, habits, command.max_chars)
             if not refused(text):
                 break
         else:
             text = _distinguish(text, topic, command.max_chars, refused)
-        memory.remember(text, *keys)
+        memory.remember(text, *_memory_keys(voice, choice, draft.included))
         logger.debug(
             "answered command_id=%s persona=%s chars=%d",
             command.command_id,
@@ -187,7 +197,12 @@ class OfflineBrain:
         scores = ballot_scores([a.text for a in others])
         best = max(scores)
         tied = [a.seat for a, s in zip(others, scores, strict=True) if best - s < 1e-9]
-        target = self._rng(command.command_id).choice(tied)
+        # A clear winner needs no draw: choosing from one seat always gives
+        # that seat, so the generator is seeded only to break a tie.
+        if len(tied) == 1:
+            target = tied[0]
+        else:
+            target = _CommandRandom(self._seed, command.command_id).choice(tied)
         logger.debug(
             "voted command_id=%s persona=%s target=%s tied=%d",
             command.command_id,
@@ -197,13 +212,97 @@ class OfflineBrain:
         )
         return Generation(brain=self.name, target=target)
 
-    def _rng(self, command_id: str) -> random.Random:
-        digest = hashlib.sha256(f"{self._seed}:{command_id}".encode()).digest()
-        return random.Random(int.from_bytes(digest[:8], "big"))
+    def _voice(self, persona: Persona) -> _Voice:
+        # Keyed by name, but a persona of that name with other settings (a
+        # reloaded file) gets its banks built afresh.
+        voice = self._voices.get(persona.name)
+        if voice is None or (voice.persona is not persona and voice.persona != persona):
+            if len(self._voices) >= _MAX_VOICES:
+                # Oldest first: a worker plays one persona, so this is rare.
+                del self._voices[next(iter(self._voices))]
+            voice = self._voices[persona.name] = _Voice.of(persona)
+        return voice
 
     def _topic_words(self, command: GenerateAnswer) -> tuple[str, ...]:
         topic = self._topics.get(command.prompt_id)
         return topic if topic is not None else _custom_topic(command.prompt)
+
+
+class _CommandRandom(random.Random):
+    """The generator of one command, seeded from the brain's seed and its id."""
+
+    def __init__(self, seed: int, command_id: str) -> None:
+        digest = hashlib.sha256(f"{seed}:{command_id}".encode()).digest()
+        # random.Random(number) hands an int unchanged to the C generator's
+        # seed; calling that directly gives the very same state and skips
+        # random.Random's __init__ and seed, Python code that costs about a
+        # fifth of the seeding. gauss_next is what __init__ sets besides.
+        super(random.Random, self).seed(int.from_bytes(digest[:8], "big"))
+        self.gauss_next = None
+
+
+class _Bank(NamedTuple):
+    """Phrases to pick from and their keys in a match memory."""
+
+    phrases: tuple[str, ...]
+    keys: tuple[str, ...]
+
+    @classmethod
+    def of(cls, kind: str, phrases: Sequence[str]) -> _Bank:
+        keys = tuple(f"{kind}:{phrase}" for phrase in phrases)
+        return cls(tuple(phrases), keys)
+
+
+class _Voice(NamedTuple):
+    """A persona's phrase banks, built once rather than on every draft."""
+
+    persona: Persona
+    openers: _Bank
+    markers: _Bank
+    closers: _Bank
+    # For each marker, the other markers an answer may add as its extra part.
+    extras: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, persona: Persona) -> _Voice:
+        voice = persona.voice
+        markers = voice.markers
+        extras = tuple(
+            tuple(i for i, other in enumerate(markers) if other != marker) or (m,)
+            for m, marker in enumerate(markers)
+        )
+        return cls(
+            persona=persona,
+            openers=_Bank.of("opener", voice.openers),
+            markers=_Bank.of("marker", markers),
+            closers=_Bank.of("closer", voice.closers),
+            extras=extras,
+        )
+
+
+class _Choice(NamedTuple):
+    """Which phrases a draft took, as indices into their banks."""
+
+    template: int
+    marker: int | None  # None when the template has no place for a marker
+    extra: int
+    opener: int
+    closer: int
+
+
+_TEMPLATE_BANK = _Bank.of("template", _TEMPLATES)
+_HAS_MARKER = tuple("{m}" in template for template in _TEMPLATES)
+_INCLUDED = {
+    (opener, closer, emoji): frozenset(
+        kind
+        for kind, on in (("opener", opener), ("closer", closer), ("emoji", emoji))
+        if on
+    )
+    for opener in (False, True)
+    for closer in (False, True)
+    for emoji in (False, True)
+}
+_CASES: tuple[Case, ...] = ("lower", "sentence")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -217,99 +316,110 @@ def _custom_topic(prompt: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(content)) or ("this",)
 
 
-def _pick(
-    bank: Sequence[str], kind: str, memory: MatchMemory, rng: random.Random
-) -> str:
+def _index(bits: Callable[[int], int], n: int) -> int:
+    """A uniformly drawn index below ``n``, which must be at least 1."""
+    # As many random bits as n needs, drawn again while the number is too
+    # big, so every index is equally likely. This is how random.choice
+    # draws too, minus two Python calls per draw.
+    size = n.bit_length()
+    index = bits(size)
+    while index >= n:
+        index = bits(size)
+    return index
+
+
+def _two_of(words: tuple[str, ...], bits: Callable[[int], int]) -> tuple[str, str]:
+    """Two words at different places in ``words``; one twice if it is alone."""
+    n = len(words)
+    if n < 2:
+        return words[0], words[0]
+    # A partial shuffle: the first word's place is handed to the last word,
+    # and the second is drawn from the n - 1 places still open.
+    first = _index(bits, n)
+    second = _index(bits, n - 1)
+    return words[first], words[second if second != first else n - 1]
+
+
+def _pick(bank: _Bank, used: set[str], bits: Callable[[int], int]) -> int:
     # Prefer phrases not used yet in the match, so a robot varies its voice.
-    if not memory.used:
-        return rng.choice(bank)
-    fresh = [p for p in bank if f"{kind}:{p}" not in memory.used]
-    return rng.choice(fresh or bank)
+    if not used or used.isdisjoint(bank.keys):
+        return _index(bits, len(bank.keys))
+    fresh = [i for i, key in enumerate(bank.keys) if key not in used]
+    if not fresh:
+        return _index(bits, len(bank.keys))
+    return fresh[_index(bits, len(fresh))]
 
 
 def _draft(
-    rng: random.Random, persona: Persona, topic: tuple[str, ...], memory: MatchMemory
-) -> tuple[Draft, tuple[str, ...]]:
-    """A fitted draft and the memory keys of the phrases it uses."""
-    chosen = _choose_phrases(rng, persona, topic, memory)
-    draft = fit_words(_assemble(rng, chosen, persona.habits), persona.habits)
-    return draft, _memory_keys(chosen, draft.included)
-
-
-def _choose_phrases(
-    rng: random.Random, persona: Persona, topic: tuple[str, ...], memory: MatchMemory
-) -> dict[str, str]:
-    voice = persona.voice
-    template = _pick(_TEMPLATES, "template", memory, rng)
-    first, second = rng.sample(topic, 2) if len(topic) > 1 else (topic[0], topic[0])
-    marker = _pick(voice.markers, "marker", memory, rng)
-    return {
-        "template": template,
-        "core": template.format(t1=first, t2=second, m=marker),
-        "marker": marker if "{m}" in template else "",
-        "extra": rng.choice([m for m in voice.markers if m != marker] or [marker]),
-        "opener": _pick(voice.openers, "opener", memory, rng),
-        "closer": _pick(voice.closers, "closer", memory, rng),
-    }
-
-
-def _assemble(rng: random.Random, chosen: dict[str, str], habits: Habits) -> Draft:
-    with_opener, with_closer = rng.choice(_SHAPES)
+    rng: random.Random,
+    voice: _Voice,
+    habits: Habits,
+    topic: tuple[str, ...],
+    used: set[str],
+) -> tuple[Draft, _Choice]:
+    """A fitted draft and the phrases it was made from."""
+    # The order of the draws is part of what a seed means: keep it.
+    bits = rng.getrandbits
+    t = _pick(_TEMPLATE_BANK, used, bits)
+    first, second = _two_of(topic, bits)
+    m = _pick(voice.markers, used, bits)
+    extras = voice.extras[m]
+    extra = extras[_index(bits, len(extras))]
+    opener = _pick(voice.openers, used, bits)
+    closer = _pick(voice.closers, used, bits)
+    markers = voice.markers.phrases
+    core = _TEMPLATES[t].format(t1=first, t2=second, m=markers[m])
+    with_opener, with_closer = _SHAPES[_index(bits, len(_SHAPES))]
     with_emoji = rng.random() < habits.emoji_rate
-    flags = {"opener": with_opener, "closer": with_closer, "emoji": with_emoji}
     # Drawn even when unused, so a persona's other draws do not shift.
-    mixed_case: Case = rng.choice(("lower", "sentence"))
-    return Draft(
-        core=sprinkle_typos(chosen["core"], habits.typo_rate, rng),
-        opener=sprinkle_typos(chosen["opener"], habits.typo_rate, rng),
-        closer=sprinkle_typos(chosen["closer"], habits.typo_rate, rng),
-        extra=chosen["extra"],
-        emoji=rng.choice(_EMOJI),
-        included=frozenset(kind for kind, on in flags.items() if on),
-        opener_join=rng.choice(_OPENER_JOINS),
-        closer_join=rng.choice(_CLOSER_JOINS),
+    mixed_case = _CASES[_index(bits, len(_CASES))]
+    rate = habits.typo_rate
+    draft = Draft(
+        core=sprinkle_typos(core, rate, rng),
+        opener=sprinkle_typos(voice.openers.phrases[opener], rate, rng),
+        closer=sprinkle_typos(voice.closers.phrases[closer], rate, rng),
+        extra=markers[extra],
+        emoji=_EMOJI[_index(bits, len(_EMOJI))],
+        included=_INCLUDED[with_opener, with_closer, with_emoji],
+        opener_join=_OPENER_JOINS[_index(bits, len(_OPENER_JOINS))],
+        closer_join=_CLOSER_JOINS[_index(bits, len(_CLOSER_JOINS))],
         case=mixed_case if habits.case == "mixed" else habits.case,
     )
+    choice = _Choice(t, m if _HAS_MARKER[t] else None, extra, opener, closer)
+    return fit_words(draft, habits), choice
 
 
-def _memory_keys(chosen: dict[str, str], included: frozenset[str]) -> tuple[str, ...]:
-    wanted = {"template", "marker", *included}  # the core is not a phrase
-    return tuple(
-        # The extra part is one of the persona's markers.
-        f"{'marker' if kind == 'extra' else kind}:{phrase}"
-        for kind, phrase in chosen.items()
-        if phrase and kind in wanted
-    )
+def _memory_keys(voice: _Voice, choice: _Choice, included: Set[str]) -> list[str]:
+    # The core is not a phrase; the extra part is one of the persona's markers.
+    picked = [(_TEMPLATE_BANK, choice.template)]
+    if choice.marker is not None:
+        picked.append((voice.markers, choice.marker))
+    if "extra" in included:
+        picked.append((voice.markers, choice.extra))
+    if "opener" in included:
+        picked.append((voice.openers, choice.opener))
+    if "closer" in included:
+        picked.append((voice.closers, choice.closer))
+    return [bank.keys[i] for bank, i in picked if bank.phrases[i]]
 
 
-def _own_answers(command: GenerateAnswer) -> set[str]:
-    return {
-        _normal(answer.text)
-        for past in command.history
-        for answer in past.answers
-        if answer.seat == command.seat
-    }
+def _said_before(command: GenerateAnswer, memory: MatchMemory) -> set[str]:
+    """This robot's earlier answers in the match, normalised.
+
+    Gathered once per command, so each attempt is one set lookup.
+    """
+    said = {_normal(text) for text in memory.said}
+    seat = command.seat
+    for past in command.history:
+        for answer in past.answers:
+            # Usually the robot's memory holds this answer already.
+            if answer.seat == seat and answer.text not in memory.said:
+                said.add(_normal(answer.text))
+    return said
 
 
 def _normal(text: str) -> str:
     return " ".join(text.lower().split())
-
-
-def _repeats(text: str, memory: MatchMemory, own: set[str]) -> bool:
-    return memory.has_said(text) or _normal(text) in own
-
-
-def _refused(
-    text: str,
-    *,
-    memory: MatchMemory,
-    own: set[str],
-    persona_name: str,
-    topic: tuple[str, ...],
-) -> bool:
-    # A typo or two adjacent words can still spell a revealing word or the
-    # persona's name; a curated prompt's own topic words stay allowed.
-    return _repeats(text, memory, own) or reveals(text, persona_name, topic)
 
 
 def _distinguish(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import re
 from collections import Counter
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from actors.brains import offline
+from actors.brains._text import ballot_scores, humanness
 from actors.brains.base import MatchMemory
 from actors.brains.offline import OfflineBrain
 from actors.personas import Persona, PersonaBook
@@ -366,6 +369,62 @@ def test_answer_differs_with_another_seed() -> None:
     assert changed >= len(first) // 2
 
 
+async def test_answer_is_reproducible_across_brains_with_the_same_seed() -> None:
+    persona = BOOK.get("creative_artist")
+    commands = [
+        answer_command(f"twin-{n}", prompt) for n, prompt in enumerate(BANK.prompts)
+    ]
+
+    async def answers(seed: int) -> list[str | None]:
+        brain, memory = OfflineBrain(BANK, seed=seed), MatchMemory()
+        return [(await brain.answer(c, persona, memory)).text for c in commands]
+
+    first, second, other = await answers(9), await answers(9), await answers(10)
+
+    assert first == second
+    assert sum(a != b for a, b in zip(first, other, strict=True)) >= len(first) // 2
+
+
+def test_command_generator_is_seeded_as_documented() -> None:
+    digest = hashlib.sha256(b"42:cmd-7").digest()
+    expected = random.Random(int.from_bytes(digest[:8], "big"))
+
+    drawn = offline._CommandRandom(42, "cmd-7")
+
+    assert drawn.getstate() == expected.getstate()
+    assert [drawn.random() for _ in range(5)] == [expected.random() for _ in range(5)]
+
+
+def test_answer_follows_a_changed_persona_of_the_same_name() -> None:
+    brain = OfflineBrain(BANK, seed=0)
+    student, artist = BOOK.get("curious_student"), BOOK.get("creative_artist")
+    # Same name, another voice: the phrase banks kept for the name must not
+    # be reused.
+    renamed = artist.model_copy(update={"name": student.name})
+    prompt = BANK.get("p001")
+
+    answer_now(brain, answer_command("warm-up", prompt), student)
+    texts = [
+        answer_now(brain, answer_command(f"renamed-{n}", prompt), renamed)
+        for n in range(30)
+    ]
+
+    assert all(classify(text) in {artist.name, None} for text in texts)
+    assert sum(classify(text) == artist.name for text in texts) >= len(texts) // 2
+
+
+def test_answer_keeps_a_bounded_number_of_persona_banks() -> None:
+    brain = OfflineBrain(BANK, seed=0)
+    base = BOOK.personas[0]
+    prompt = BANK.get("p001")
+
+    for n in range(offline._MAX_VOICES + 10):
+        persona = base.model_copy(update={"name": f"{base.name}_{n}"})
+        assert answer_now(brain, answer_command(f"many-{n}", prompt), persona)
+
+    assert len(brain._voices) <= offline._MAX_VOICES
+
+
 @pytest.mark.parametrize("persona", PERSONAS)
 @pytest.mark.parametrize(
     "injection",
@@ -442,6 +501,46 @@ async def test_vote_is_reproducible_for_a_command() -> None:
 
     assert first.target == second.target
     assert first.brain == "offline"
+
+
+async def test_vote_breaks_a_tie_by_the_seed() -> None:
+    answers = {"birch": "same answer", "cobalt": "same answer", "dune": "same answer"}
+    command = vote_command("tie-break", answers)
+    persona = BOOK.personas[0]
+
+    targets = {
+        (
+            await OfflineBrain(BANK, seed=seed).vote(command, persona, MatchMemory())
+        ).target
+        for seed in range(20)
+    }
+
+    assert len(targets) > 1
+    assert targets <= set(answers)
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        pytest.param("lol idk", 4.5, id="casual-short"),
+        pytest.param("Certainly, it is truly delightful; indeed.", -5.0, id="formal"),
+        pytest.param("sooo good!!", 2.0, id="stretched"),
+        pytest.param("dont know what i'd do", 3.5, id="first-person"),
+        pytest.param(
+            "As a fan, I think it's a blend of old and new.", -2.0, id="stock"
+        ),
+        pytest.param("  the beach tbh  ", 3.5, id="padded"),
+        pytest.param("wait what?? lol", 4.0, id="doubled-marks"),
+    ],
+)
+def test_humanness_adds_the_documented_weights(text: str, score: float) -> None:
+    assert humanness(text) == score
+
+
+def test_ballot_scores_reward_an_unusual_length() -> None:
+    texts = ["lol idk", "Certainly, it is truly delightful; indeed.", "sooo good!!"]
+
+    assert ballot_scores(texts) == [4.75, -4.5, 2.25]
 
 
 @pytest.mark.parametrize(
