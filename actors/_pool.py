@@ -25,12 +25,11 @@ from actors.personas import Persona
 from actors.worker import RobotWorker, WireResult
 from configs import AppSettings
 from events import Envelope, Payload, encode, new_event
-from events.consumer import EventConsumer, Record
+from events.consumer import Delivered, GroupConsumer
 from events.errors import DeliveryError
+from events.heads import CommandEnvelopeHead, CommandHead, decode_command_head
 from events.producer import EventProducer
 from events.robot_events import (
-    GenerateAnswer,
-    GenerateVote,
     GenerationFailed,
     PoolScaled,
     RobotStarted,
@@ -40,6 +39,8 @@ from events.robot_events import (
 logger = logging.getLogger(__name__)
 
 _WORKER_FAILURES = (RayActorError, ActorUnavailableError)
+# The pool reads only a command's head; workers decode the rest.
+Record = Delivered[CommandEnvelopeHead]
 _DEADLINE_MARGIN_S = 1.0
 _MAX_ATTEMPTS = 3
 
@@ -91,7 +92,7 @@ class PersonaPool:
         topics = settings.kafka.topics
         self.topics = topics
         commands = topics.persona_commands(persona.name)
-        self.consumer = EventConsumer(
+        self.consumer = GroupConsumer(
             settings.kafka,
             bootstrap,
             # Named after the topic, so each deployment's topics get groups
@@ -99,6 +100,7 @@ class PersonaPool:
             f"pool.{commands.name}",
             [commands],
             producer,
+            decoder=decode_command_head,
             max_batch=max(settings.pool.batch_size * 4, 100),
         )
         self.policy = ScalePolicy(
@@ -145,10 +147,6 @@ class PersonaPool:
 
     def _admit(self, record: Record, now: datetime) -> bool:
         payload = record.envelope.payload
-        if not isinstance(payload, GenerateAnswer | GenerateVote):
-            logger.warning("not a robot command type=%s", payload.type)
-            self.consumer.done(record)
-            return False
         if payload.command_id in self._seen:
             # A repeat (engine restart or redelivery): the first copy answers.
             self.stats.duplicates += 1
@@ -163,9 +161,7 @@ class PersonaPool:
             return False
         return True
 
-    async def _expire(
-        self, record: Record, command: GenerateAnswer | GenerateVote
-    ) -> None:
+    async def _expire(self, record: Record, command: CommandHead) -> None:
         await self._publish(
             [
                 (
@@ -180,7 +176,6 @@ class PersonaPool:
     def _failure(self, record: Record, reason: str) -> bytes:
         """An encoded ``generation_failed`` for a command no worker answered."""
         command = record.envelope.payload
-        assert isinstance(command, GenerateAnswer | GenerateVote)
         failed = GenerationFailed(
             command_id=command.command_id,
             robot_id=command.robot_id,
@@ -202,7 +197,7 @@ class PersonaPool:
             slot = await self._pick_worker()
             slot.in_flight += len(records)
             try:
-                results: list[WireResult | None] = await slot.handle.generate.remote(
+                results: list[WireResult | str] = await slot.handle.generate.remote(
                     commands
                 )
                 break
@@ -222,12 +217,12 @@ class PersonaPool:
             return
         due: list[tuple[Record, bytes]] = []
         for record, result in zip(records, results, strict=True):
-            if result is None:
-                self.stats.failed += 1
-                data = self._failure(record, "the worker could not read the command")
-            else:
-                data, kind, latency_ms, fallback = result
-                self._record_stats(kind, latency_ms, fallback)
+            if isinstance(result, str):
+                # Its head read, the rest did not: a poison record.
+                self._spawn(self.consumer.dead_letter(record, result))
+                continue
+            data, kind, latency_ms, fallback = result
+            self._record_stats(kind, latency_ms, fallback)
             delay = self._think_delay(record.envelope.payload, received)
             if delay > 0:
                 self._spawn(self._publish_after(delay, record, data))
@@ -244,11 +239,11 @@ class PersonaPool:
             self._worker_ready.clear()
             await self._worker_ready.wait()
 
-    def _think_delay(self, command: Payload, received: float) -> float:
-        assert isinstance(command, GenerateAnswer | GenerateVote)
+    def _think_delay(self, command: CommandHead, received: float) -> float:
         think = self.persona.think_time
-        mean = think.answer_mean_s if isinstance(command, GenerateAnswer) else 0.0
-        if isinstance(command, GenerateVote):
+        if command.type == "generate_answer":
+            mean = think.answer_mean_s
+        else:
             mean = think.vote_mean_s
         mean *= self.settings.pool.think_time_scale
         if mean <= 0:

@@ -75,7 +75,7 @@ class RobotWorker:
         self._concurrent = brain.kind != "offline" or bool(brain.simulated_latency_s)
         self._producer = f"worker-{worker_id}"
 
-    async def generate(self, commands: list[bytes]) -> list[WireResult | None]:
+    async def generate(self, commands: list[bytes]) -> list[WireResult | str]:
         """Results for a batch of commands, in the same order.
 
         Commands come as the records' bytes, as the pool consumed them, and
@@ -88,8 +88,8 @@ class RobotWorker:
         Returns:
             Per command, the encoded result envelope (an answer, a vote, or a
             ``generation_failed`` with the reason) with its type, latency
-            and fallback flag; None for a record that is not a command this
-            worker can read (the pool answers for it).
+            and fallback flag; for a record that is not a command this worker
+            can read, why not (the pool dead-letters the record).
         """
         self.in_flight += len(commands)
         try:
@@ -111,22 +111,15 @@ class RobotWorker:
             "memories": len(self.memories),
         }
 
-    async def _one(self, data: bytes) -> WireResult | None:
+    async def _one(self, data: bytes) -> WireResult | str:
+        # The pool read only the record's head; this is its full decode.
         try:
             command = decode(data)
         except EventDecodeError as exc:
-            # The pool decoded this record with the same codec before, so
-            # only a worker of another version gets here.
-            logger.warning(
-                "command not readable worker_id=%s error=%s", self.worker_id, exc
-            )
-            return None
+            return str(exc)
         payload = command.payload
         if not isinstance(payload, GenerateAnswer | GenerateVote):
-            logger.warning(
-                "not a robot command worker_id=%s type=%s", self.worker_id, payload.type
-            )
-            return None
+            return f"a {payload.type} record is not a robot command"
         match_id = command.match_id
         assert match_id is not None  # commands are keyed by match
         memory = self.memories.get(match_id, payload.robot_id)

@@ -76,7 +76,7 @@ def _decode(data: bytes | str) -> Envelope:
         envelope = Envelope.model_validate_json(data)
     except ValidationError as exc:
         return _decode_slowly(data, exc)
-    _check_version(envelope.schema_version)
+    check_version(envelope.schema_version)
     return envelope
 
 
@@ -93,7 +93,7 @@ def _decode_slowly(data: bytes | str, first_error: ValidationError) -> Envelope:
     if not isinstance(raw, dict):
         raise EventDecodeError("<record>", raw, "a JSON object")
 
-    minor = _check_version(raw.get("schema_version"))
+    minor = check_version(raw.get("schema_version"))
     _check_type(raw)
     if minor > SCHEMA_MINOR:
         raw = _drop_unknown_fields(raw)
@@ -104,7 +104,12 @@ def _decode_slowly(data: bytes | str, first_error: ValidationError) -> Envelope:
     raise _translate(first_error) from first_error
 
 
-def _check_version(version: Any) -> int:
+def check_version(version: Any) -> int:
+    """The minor version of a record this reader can read.
+
+    Raises:
+        EventDecodeError: not a "MAJOR.MINOR" string, or another major version.
+    """
     if not isinstance(version, str):
         raise EventDecodeError(
             "schema_version", version, f'a "MAJOR.MINOR" string like "{SCHEMA_MAJOR}.0"'

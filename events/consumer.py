@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
@@ -24,22 +25,30 @@ from events.settings import KafkaSettings, TopicSettings
 logger = logging.getLogger(__name__)
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True, slots=True)
-class Record:
-    """A decoded envelope, the bytes it was decoded from, and where they came from.
+class Delivered(Generic[T]):
+    """A decoded record, the bytes it was decoded from, and where they came from.
 
     ``value`` lets a record be passed on or written again without encoding
-    the envelope a second time.
+    it a second time.
     """
 
-    envelope: Envelope
+    envelope: T
     topic: str
     partition: int
     offset: int
     value: bytes = b""
+    key: bytes | None = None
 
 
-class EventConsumer:
+Record = Delivered[Envelope]
+"""A record decoded into a whole envelope."""
+
+
+class GroupConsumer(Generic[T]):
     """Consumes envelopes in batches; ``done(record)`` makes them committable.
 
     A poll task of its own keeps calling the broker whatever the pace of
@@ -58,12 +67,14 @@ class EventConsumer:
         topics: Sequence[TopicSettings],
         dead_letters: EventProducer,
         *,
+        decoder: Callable[[bytes | None], T],
         partitions: Sequence[int] | None = None,
         max_batch: int = 500,
         max_buffered: int = 5000,
         poll_timeout_s: float = 0.1,
     ) -> None:
         self.group_id = group_id
+        self._decoder = decoder
         self._settings = settings
         self._topics = [t.name for t in topics]
         self._partitions = list(partitions) if partitions is not None else None
@@ -74,7 +85,7 @@ class EventConsumer:
         self._consumer = Consumer(consumer_config(settings, bootstrap, group_id))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"poll-{group_id}")
         self._tracker = OffsetTracker()
-        self._queue: asyncio.Queue[list[Record]] = asyncio.Queue()
+        self._queue: asyncio.Queue[list[Delivered[T]]] = asyncio.Queue()
         self._buffered = 0
         self._paused = False
         self._poll_task: asyncio.Task[None] | None = None
@@ -99,7 +110,7 @@ class EventConsumer:
             )
         self._poll_task = asyncio.create_task(self._poll_loop())
 
-    async def batches(self) -> AsyncIterator[list[Record]]:
+    async def batches(self) -> AsyncIterator[list[Delivered[T]]]:
         """Yield batches of decoded records as they arrive, until closed."""
         while not self._closing:
             batch = await self._queue.get()
@@ -108,13 +119,13 @@ class EventConsumer:
             self._buffered -= len(batch)
             yield batch
 
-    def done(self, record: Record) -> None:
+    def done(self, record: Delivered[T]) -> None:
         """Mark a record processed; its offset is stored once all before it are."""
         position = self._tracker.done((record.topic, record.partition), record.offset)
         if position is not None:
             self._store(record.topic, record.partition, position)
 
-    def done_many(self, records: Sequence[Record]) -> None:
+    def done_many(self, records: Sequence[Delivered[T]]) -> None:
         """Mark records processed; one offset store per partition that moved."""
         moved: dict[tuple[str, int], int] = {}
         for record in records:
@@ -180,7 +191,7 @@ class EventConsumer:
             return []
         return [first, *self._consumer.consume(self._max_batch - 1, 0)]
 
-    async def _accept(self, message: Message) -> Record | None:
+    async def _accept(self, message: Message) -> Delivered[T] | None:
         error = message.error()
         if error is not None:
             if error.fatal():
@@ -189,18 +200,53 @@ class EventConsumer:
             return None
         topic, partition, offset = located(message)
         self._tracker.add((topic, partition), offset)
-        # decode raises nothing but EventDecodeError, whatever the record holds
-        # (nesting too deep for the parser included), so no record ends this task.
+        # The decoders (the codec's decode, decode_command_head) raise nothing
+        # but EventDecodeError, whatever the record holds (nesting too deep for
+        # the parser included), so no record ends this task.
         value = message.value()
         try:
-            envelope = decode(value)
+            decoded = self._decoder(value)
         except EventDecodeError as exc:
             await self._dead_letter(message, str(exc))
             return None
-        return Record(envelope, topic, partition, offset, value or b"")
+        key = message.key()
+        return Delivered(
+            decoded,
+            topic,
+            partition,
+            offset,
+            value or b"",
+            key.encode() if isinstance(key, str) else key,
+        )
+
+    async def dead_letter(self, record: Delivered[T], reason: str) -> None:
+        """Set aside a record found bad after it was handed out, and mark it done."""
+        key = record.key
+        await self._write_dead_letter(
+            record.topic, record.partition, record.offset, key, record.value, reason
+        )
 
     async def _dead_letter(self, message: Message, reason: str) -> None:
         topic, partition, offset = located(message)
+        key = message.key()
+        await self._write_dead_letter(
+            topic,
+            partition,
+            offset,
+            key.encode() if isinstance(key, str) else key,
+            message.value(),
+            reason,
+        )
+
+    async def _write_dead_letter(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+    ) -> None:
         headers: list[tuple[str, str | bytes | None]] = [
             ("dlq.reason", reason.encode()),
             ("dlq.topic", topic.encode()),
@@ -208,12 +254,8 @@ class EventConsumer:
             ("dlq.offset", str(offset).encode()),
             ("dlq.group", self.group_id.encode()),
         ]
-        key = message.key()
         await self._dead_letters.append_raw(
-            self._settings.topics.dead_letters,
-            key.encode() if isinstance(key, str) else key,
-            message.value(),
-            headers,
+            self._settings.topics.dead_letters, key, value, headers
         )
         self.dead_lettered += 1
         logger.warning(
@@ -260,3 +302,10 @@ class EventConsumer:
             self.group_id,
             [(tp.topic, tp.partition) for tp in partitions],
         )
+
+
+class EventConsumer(GroupConsumer[Envelope]):
+    """A group consumer whose records are decoded into whole envelopes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, decoder=decode, **kwargs)

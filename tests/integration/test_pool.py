@@ -19,12 +19,12 @@ from actors.engines import start_engines
 from actors.orchestrator import start_orchestrators
 from actors.personas import PersonaBook
 from configs import CONFIG_DIR, AppSettings, EngineSettings, PoolSettings
-from events import Envelope, new_event
+from events import Envelope, encode, new_event
 from events.broker import EmbeddedBroker
 from events.consumer import EventConsumer
 from events.match_events import AnswerSubmitted, MatchEnded, VotingOpened
 from events.producer import EventProducer
-from events.reader import read_match
+from events.reader import read_match, read_partitions
 from events.robot_events import (
     AnswerGenerated,
     GenerateAnswer,
@@ -191,6 +191,45 @@ async def test_pool_scales_up_on_a_burst_and_back_to_min(
     assert persona_status["answered"] >= 500
     assert persona_status["latency_ms_p99"] >= persona_status["latency_ms_p50"] > 0
     assert any(isinstance(p, RobotStarted) for p in payloads(pool_events, RobotStarted))
+
+
+async def test_pool_dead_letters_a_command_whose_body_does_not_decode(
+    kafka: KafkaSettings, broker: EmbeddedBroker, namespace: str, tmp_path: Path
+) -> None:
+    # The orchestrator reads only a command's head; a record whose head
+    # reads but whose body does not is found by the worker's full decode.
+    settings = pool_settings(kafka, write_personas(tmp_path))
+    producer = EventProducer(kafka, broker.bootstrap)
+    results = await collect(kafka, broker, "robot_events", producer)
+    await start(settings, broker, namespace)
+    good = commands(10)
+    (bad,) = commands(1)
+    poison = encode(bad).replace(b'"max_chars":280', b'"max_chars":0')
+    topic = kafka.topics.persona_commands(PERSONA)
+
+    await producer.append_many([(topic, e) for e in good[:5]])
+    await producer.append_raw(topic, bad.key.encode(), poison, [])
+    await producer.append_many([(topic, e) for e in good[5:]])
+    await wait_for(answered_once(results, good), 60, "the 10 good answers")
+
+    def letters() -> list[Any]:
+        entries = read_partitions(
+            kafka, broker.bootstrap, kafka.topics.dead_letters, [0]
+        )
+        return [e for e in entries if e.headers.get("dlq.topic") == topic.name.encode()]
+
+    await wait_for(
+        lambda: bool(letters()), 30, "the poison dead-lettered", interval_s=0.5
+    )
+    await asyncio.sleep(1.0)  # an answer to the poison would come right behind
+    await results.stop()
+    producer.close()
+
+    (letter,) = letters()
+    assert letter.error is not None and letter.error.field == "payload.max_chars"
+    assert b"max_chars" in letter.headers["dlq.reason"]
+    answered = {p.command_id for p in payloads(results, AnswerGenerated)}
+    assert bad.payload.command_id not in answered  # type: ignore[union-attr]
 
 
 async def test_pool_worker_killed_mid_command_is_answered_once(
