@@ -141,9 +141,19 @@ class PersonaPool:
         async for batch in self.consumer.batches():
             now = datetime.now(UTC)
             fresh = [r for r in batch if self._admit(r, now)]
-            size = self.settings.pool.batch_size
+            size = self._chunk_size(len(fresh))
             for i in range(0, len(fresh), size):
                 self._spawn(self._run_chunk(fresh[i : i + size]))
+
+    def _chunk_size(self, commands: int) -> int:
+        """Commands per worker call: spread over the live workers, at most batch_size.
+
+        A burst smaller than ``workers * batch_size`` still keeps every
+        worker busy; a backlog goes in full chunks, whose Ray call costs
+        the same as a small one's.
+        """
+        workers = max(1, len(self._live()))
+        return max(1, min(self.settings.pool.batch_size, -(-commands // workers)))
 
     def _admit(self, record: Record, now: datetime) -> bool:
         payload = record.envelope.payload

@@ -51,7 +51,7 @@ class PoolSettings(BaseModel):
 
     orchestrators: Annotated[int, Field(ge=1, le=16)] = 1
     think_time_scale: Annotated[float, Field(ge=0)] = 1.0
-    batch_size: Annotated[int, Field(ge=1, le=5000)] = 200
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = 400
     scale_interval_s: Annotated[float, Field(gt=0)] = 1.0
     upscale_delay_s: Annotated[float, Field(ge=0)] = 0.0
     downscale_delay_s: Annotated[float, Field(ge=0)] = 15.0
