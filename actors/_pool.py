@@ -20,8 +20,8 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from actors._figures import percentile
 from actors._metrics import pool_metrics
-from actors._scaling import ScalePolicy
-from actors.personas import Persona
+from actors._scaling import ScalePolicy, capped_bounds
+from actors.personas import Persona, PoolBounds
 from actors.worker import RobotWorker, WireResult
 from configs import AppSettings
 from events import Envelope, Payload, encode, new_event
@@ -84,7 +84,14 @@ class PersonaPool:
         bootstrap: str,
         producer: EventProducer,
         owner: str,
+        pools: int = 1,
     ) -> None:
+        """Set up the pool; ``start`` starts its workers and joins the group.
+
+        Args:
+            pools: how many pools share the cluster's CPUs (personas times
+                orchestrators), for the CPU cap on the pool's size.
+        """
         self.persona = persona
         self.settings = settings
         self.owner = owner
@@ -104,7 +111,9 @@ class PersonaPool:
             max_batch=max(settings.pool.batch_size * 4, 100),
         )
         self.policy = ScalePolicy(
-            persona.pool, settings.pool.upscale_delay_s, settings.pool.downscale_delay_s
+            self._bounds(pools),
+            settings.pool.upscale_delay_s,
+            settings.pool.downscale_delay_s,
         )
         self.workers: dict[str, WorkerSlot] = {}
         self.stats = PoolStats()
@@ -112,6 +121,27 @@ class PersonaPool:
         self._worker_ready = asyncio.Event()
         self._rng = random.Random(settings.pool.seed)
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _bounds(self, pools: int) -> PoolBounds:
+        pool = self.settings.pool
+        bounds = self.persona.pool
+        if (
+            not pool.cap_workers_to_cpus
+            or pool.worker_num_cpus
+            or pool.worker_resources
+        ):
+            return bounds  # placed by Ray, or the cap is turned off
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        capped = capped_bounds(bounds, float(resources.get("CPU", 1.0)), pools)
+        if capped != bounds:
+            logger.info(
+                "pool capped persona=%s max_workers=%d->%d pools=%d",
+                self.persona.name,
+                bounds.max_workers,
+                capped.max_workers,
+                pools,
+            )
+        return capped
 
     # Lifecycle
 
@@ -451,7 +481,7 @@ class PersonaPool:
             "expired": stats.expired,
             "duplicates": stats.duplicates,
             "replaced": stats.replaced,
-            "bounds": self.persona.pool.model_dump(),
+            "bounds": self.policy.bounds.model_dump(),
         }
 
 

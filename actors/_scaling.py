@@ -16,6 +16,33 @@ class ScaleDecision:
     reason: str
 
 
+def capped_bounds(bounds: PoolBounds, cpus: float, pools: int) -> PoolBounds:
+    """A persona's bounds with max_workers cut to its pool's share of ``cpus``.
+
+    For workers that ask Ray for no CPU and no custom resource: nothing
+    else then stops a burst from starting more worker processes than the
+    machines can run. The offline brain is pure CPU work and a Bedrock
+    worker waits on the network for hundreds of calls at once, so neither
+    gains from more worker processes than CPUs; past that, each new worker
+    only takes CPU from the running ones (its start alone costs about a
+    second of it). On two cores, four personas scaling to 24 workers halved
+    the matches a load test finished per minute.
+
+    Args:
+        bounds: the persona's configured bounds.
+        cpus: CPUs in the cluster.
+        pools: pools sharing them (personas times orchestrators).
+
+    Returns:
+        The bounds, with max_workers at most the share (never below one,
+        nor below min_workers).
+    """
+    share = max(1, int(cpus // max(1, pools)), bounds.min_workers)
+    if share >= bounds.max_workers:
+        return bounds
+    return bounds.model_copy(update={"max_workers": share})
+
+
 @dataclass
 class ScalePolicy:
     """Desired workers = ceil((lag + in_flight) / target per worker), bounded.

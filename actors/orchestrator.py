@@ -39,8 +39,11 @@ class Orchestrator:
         self.settings = settings
         book = PersonaBook.load(settings.personas_file)
         self.producer = EventProducer(settings.kafka, bootstrap)
+        pools = len(book.personas) * settings.pool.orchestrators
         self.pools = {
-            p.name: PersonaPool(p, settings, bootstrap, self.producer, str(index))
+            p.name: PersonaPool(
+                p, settings, bootstrap, self.producer, str(index), pools
+            )
             for p in book.personas
         }
         self._ready = asyncio.Event()

@@ -62,6 +62,10 @@ class PoolSettings(BaseModel):
     worker_start_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     worker_num_cpus: Annotated[float, Field(ge=0)] = 0.0
     worker_resources: dict[str, float] = Field(default_factory=dict)
+    # Workers that ask Ray for nothing all land on the machines already
+    # there; a pool then grows no further than its share of their CPUs
+    # (see PersonaPool). False lets bounds alone decide.
+    cap_workers_to_cpus: bool = True
     memory_matches: Annotated[int, Field(ge=10)] = 2000
     seed: int = 0
 

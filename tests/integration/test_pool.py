@@ -155,8 +155,11 @@ async def test_pool_scales_up_on_a_burst_and_back_to_min(
     personas = write_personas(
         tmp_path, pool={"min_workers": 1, "max_workers": 4, "target_in_flight": 50}
     )
-    # Think time keeps the burst in flight long enough for the scaler to see it.
-    settings = pool_settings(kafka, personas, think_time_scale=0.4)
+    # Think time keeps the burst in flight long enough for the scaler to see
+    # it; four workers are more than this machine's share, so no CPU cap.
+    settings = pool_settings(
+        kafka, personas, think_time_scale=0.4, cap_workers_to_cpus=False
+    )
     producer = EventProducer(kafka, broker.bootstrap)
     results = await collect(kafka, broker, "robot_events", producer)
     pool_events = await collect(kafka, broker, "pool_events", producer)
@@ -201,7 +204,10 @@ async def test_pool_dead_letters_a_command_whose_body_does_not_decode(
     settings = pool_settings(kafka, write_personas(tmp_path))
     producer = EventProducer(kafka, broker.bootstrap)
     results = await collect(kafka, broker, "robot_events", producer)
-    await start(settings, broker, namespace)
+    (orchestrator,) = await start(settings, broker, namespace)
+    status = await orchestrator.status.remote()
+    # Four CPUs for four personas: the shipped max_workers of 6 is capped.
+    assert status["personas"][PERSONA]["bounds"]["max_workers"] == 1
     good = commands(10)
     (bad,) = commands(1)
     poison = encode(bad).replace(b'"max_chars":280', b'"max_chars":0')

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors._scaling import ScalePolicy
+from actors._scaling import ScalePolicy, capped_bounds
 from actors.personas import PoolBounds
 
 BOUNDS = PoolBounds(min_workers=1, max_workers=6, target_in_flight=10)
@@ -65,3 +65,25 @@ def test_scaling_below_min_says_so() -> None:
 
 def test_scaling_at_the_right_size_does_nothing() -> None:
     assert policy().decide(current=2, lag=15, in_flight=0, now=0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("cpus", "pools", "min_workers", "max_workers"),
+    [
+        pytest.param(2, 4, 1, 1, id="two-cores-four-personas"),
+        pytest.param(8, 4, 1, 2, id="eight-cores-four-personas"),
+        pytest.param(64, 4, 1, 6, id="plenty-keeps-max"),
+        pytest.param(2, 4, 3, 3, id="never-below-min"),
+        pytest.param(1.5, 1, 0, 1, id="at-least-one"),
+    ],
+)
+def test_scaling_bounds_capped_to_the_cpu_share(
+    cpus: float, pools: int, min_workers: int, max_workers: int
+) -> None:
+    bounds = PoolBounds(min_workers=min_workers, max_workers=6, target_in_flight=10)
+
+    capped = capped_bounds(bounds, cpus, pools)
+
+    assert capped.max_workers == max_workers
+    assert (capped.min_workers, capped.target_in_flight) == (min_workers, 10)
+    assert ScalePolicy(capped, 0.0, 5.0).desired(10_000, 0) == max_workers
