@@ -118,6 +118,7 @@ class PersonaPool:
         self.workers: dict[str, WorkerSlot] = {}
         self.stats = PoolStats()
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._thinking = 0
         self._worker_ready = asyncio.Event()
         self._rng = random.Random(settings.pool.seed)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -294,8 +295,13 @@ class PersonaPool:
         return max(0.0, min(wanted - elapsed, left - _DEADLINE_MARGIN_S))
 
     async def _publish_after(self, delay: float, record: Record, result: bytes) -> None:
-        if delay > 0:
+        # A result waiting out its think time is in flight for the broker's
+        # offsets, not for the workers: it is left out of the scaling signal.
+        self._thinking += 1
+        try:
             await asyncio.sleep(delay)
+        finally:
+            self._thinking -= 1
         await self._publish([(record, result)])
 
     async def _publish(self, pairs: list[tuple[Record, bytes]]) -> None:
@@ -343,7 +349,7 @@ class PersonaPool:
 
     async def scale(self) -> None:
         """Grow or shrink toward what lag and in-flight work call for."""
-        lag, in_flight = self.consumer.lag(), self.in_flight()
+        lag, in_flight = self.consumer.lag(), self.in_flight() - self._thinking
         self._report(lag, in_flight)
         decision = self.policy.decide(
             len(self._live()), lag, in_flight, time.monotonic()
@@ -472,6 +478,7 @@ class PersonaPool:
             "draining": sum(1 for s in self.workers.values() if s.draining),
             "busy": sum(1 for s in self.workers.values() if s.in_flight),
             "in_flight": self.in_flight(),
+            "thinking": self._thinking,
             "lag": self.consumer.lag(),
             "latency_ms_p50": percentile(stats.latencies_ms, 0.50),
             "latency_ms_p99": percentile(stats.latencies_ms, 0.99),

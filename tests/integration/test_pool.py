@@ -153,13 +153,14 @@ async def test_pool_scales_up_on_a_burst_and_back_to_min(
     kafka: KafkaSettings, broker: EmbeddedBroker, namespace: str, tmp_path: Path
 ) -> None:
     personas = write_personas(
-        tmp_path, pool={"min_workers": 1, "max_workers": 4, "target_in_flight": 50}
+        tmp_path,
+        pool={"min_workers": 1, "max_workers": 4, "target_in_flight": 50},
+        brain={"simulated_latency_s": 1.5},
     )
-    # Think time keeps the burst in flight long enough for the scaler to see
-    # it; four workers are more than this machine's share, so no CPU cap.
-    settings = pool_settings(
-        kafka, personas, think_time_scale=0.4, cap_workers_to_cpus=False
-    )
+    # The brain's latency keeps the burst in the workers long enough for the
+    # scaler to see it; four workers are more than this machine's share of
+    # CPUs, so no CPU cap.
+    settings = pool_settings(kafka, personas, cap_workers_to_cpus=False)
     producer = EventProducer(kafka, broker.bootstrap)
     results = await collect(kafka, broker, "robot_events", producer)
     pool_events = await collect(kafka, broker, "pool_events", producer)
@@ -194,6 +195,45 @@ async def test_pool_scales_up_on_a_burst_and_back_to_min(
     assert persona_status["answered"] >= 500
     assert persona_status["latency_ms_p99"] >= persona_status["latency_ms_p50"] > 0
     assert any(isinstance(p, RobotStarted) for p in payloads(pool_events, RobotStarted))
+
+
+async def test_pool_results_waiting_out_think_time_do_not_grow_the_pool(
+    kafka: KafkaSettings, broker: EmbeddedBroker, namespace: str, tmp_path: Path
+) -> None:
+    # Generated at once, then held for seconds of think time: the workers
+    # are idle, so more of them would not help.
+    personas = write_personas(
+        tmp_path, pool={"min_workers": 1, "max_workers": 4, "target_in_flight": 50}
+    )
+    settings = pool_settings(
+        kafka, personas, think_time_scale=1.0, cap_workers_to_cpus=False
+    )
+    producer = EventProducer(kafka, broker.bootstrap)
+    results = await collect(kafka, broker, "robot_events", producer)
+    pool_events = await collect(kafka, broker, "pool_events", producer)
+    (orchestrator,) = await start(settings, broker, namespace)
+    sent = commands(300)
+
+    await producer.append_many(
+        [(kafka.topics.persona_commands(PERSONA), e) for e in sent]
+    )
+    peak = 0
+    for _ in range(40):
+        status = (await orchestrator.status.remote())["personas"][PERSONA]
+        peak = max(peak, status["thinking"])
+        await asyncio.sleep(0.1)
+    await wait_for(answered_once(results, sent), 60, "300 answers")
+    await results.stop()
+    await pool_events.stop()
+    producer.close()
+
+    assert peak > 50, "the results never waited out their think time together"
+    ups = [
+        p
+        for p in payloads(pool_events, PoolScaled)
+        if p.persona == PERSONA and p.workers_after > p.workers_before
+    ]
+    assert [p.workers_after for p in ups] == [1]  # starting at min_workers only
 
 
 async def test_pool_dead_letters_a_command_whose_body_does_not_decode(
