@@ -3,61 +3,62 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from actors._deadlines import DeadlineQueue
+from actors._engine_deadlines import Timetable
+from actors._engine_decisions import (
+    Decide,
+    Decided,
+    Outcome,
+    Step,
+    creation,
+    decide_steps,
+    match_events,
+)
+from actors._engine_log import MatchLog
+from actors._engine_robots import RobotCommands
+from actors._engine_signals import ChangeSignals
 from actors._metrics import engine_metrics
 from actors.engines import engine_index, invite_engine
 from actors.errors import ActorsError, MatchSetAside, UnknownMatch, WrongEngine
 from configs import AppSettings
-from events import BrokerError, DeliveryError, Envelope, Payload, new_event
+from events import DeliveryError, Envelope
 from events.producer import EventProducer
-from events.reader import LogEntry, read_partitions
-from events.settings import TopicSettings
+from events.reader import LogEntry
 from game import (
     Context,
     MatchState,
     PromptBank,
-    RuleViolation,
     TemplateBook,
     advance,
     cast_vote,
-    create_match,
-    evolve,
     join_match,
     new_invite_code,
-    pending_robot_commands,
     submit_answer,
 )
 
+__all__ = [
+    "GAUGE_INTERVAL_S",
+    "REBUILD_FIRST_BACKOFF_S",
+    "REBUILD_MAX_BACKOFF_S",
+    "Decide",
+    "EngineCore",
+    "MatchSetAside",
+    "Outcome",
+]
+
 logger = logging.getLogger(__name__)
 
-Decide = Callable[[MatchState, Context], list[Payload]]
-_CORRELATION = uuid.UUID("6f1c3c52-3b0e-4d53-9d0e-6a1f3f0b7a10")
 REBUILD_FIRST_BACKOFF_S = 0.5
 REBUILD_MAX_BACKOFF_S = 30.0
 GAUGE_INTERVAL_S = 1.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The answer to a player's command: accepted, or refused with a reason."""
-
-    ok: bool
-    match_id: str = ""
-    code: str = ""
-    message: str = ""
-    seq: int = 0
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 class EngineCore:
@@ -84,23 +85,25 @@ class EngineCore:
         self.bank = PromptBank.load(settings.prompts_file)
         self.book = TemplateBook.load(settings.templates_file)
         self.personas = settings.persona_names()
-        self._command_topics = {
-            p: self.topics.persona_commands(p) for p in self.personas
-        }
         self.rng = rng or random.SystemRandom()
         self.matches: dict[str, MatchState] = {}
         self.logs: dict[str, list[Envelope]] = {}
         self.invites: dict[str, str] = {}
-        self.deadlines = DeadlineQueue()
-        self.sent_commands: set[str] = set()
-        self.ended_at: dict[str, datetime] = {}
         self.set_aside: dict[str, str] = {}
+        self.timetable = Timetable()
+        self._robot_commands = RobotCommands(
+            self.producer, self.topics, self.personas, self._producer_name
+        )
+        self._log = MatchLog(settings, bootstrap, index, self.rng)
+        self._signals = ChangeSignals()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._changed: dict[str, asyncio.Event] = {}
-        self._any_change: asyncio.Event | None = None
         self.ready = asyncio.Event()
         self._gauged_at = float("-inf")
         self.started_at = datetime.now(UTC)
+
+    @property
+    def _producer_name(self) -> str:
+        return f"engine-{self.index}"
 
     # Ownership
 
@@ -131,7 +134,9 @@ class EngineCore:
         A broker failure while reading is retried with capped exponential
         backoff until the read succeeds; ``ready`` is set once it did.
         """
-        entries = await self._read_owned_log(first_backoff_s, max_backoff_s)
+        entries = await self._log.read_owned(
+            self.owned_partitions(), first_backoff_s, max_backoff_s
+        )
         unfinished = self.restore(entries)
         self.ready.set()
         for match_id in unfinished:
@@ -159,9 +164,9 @@ class EngineCore:
                 # A match may have ended just before the restart, with players
                 # yet to be sent its last events: keep it for the retention
                 # window from its real end, as if the engine had never died.
-                self.ended_at[match_id] = self.logs[match_id][-1].occurred_at
+                self.timetable.ended(match_id, self.logs[match_id][-1].occurred_at)
             self._index(match_id, state)
-        self.ended_at = dict(sorted(self.ended_at.items(), key=lambda item: item[1]))
+        self.timetable.sort()
         return [m for m, s in self.matches.items() if s.phase != "ended"]
 
     def _restore_entry(self, entry: LogEntry) -> None:
@@ -210,39 +215,6 @@ class EngineCore:
             reason,
         )
 
-    async def _read_owned_log(
-        self, first_backoff_s: float, max_backoff_s: float
-    ) -> list[LogEntry]:
-        # A broker failure is retried here rather than by exiting for Ray to
-        # restart the actor: a restart would only read from the start again,
-        # and meanwhile commands wait on ``ready`` instead of failing with
-        # RayActorError.
-        backoff_s = first_backoff_s
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await asyncio.to_thread(self._read_owned_partitions)
-            except BrokerError as exc:
-                wait_s = backoff_s * self.rng.uniform(0.5, 1.0)
-                logger.warning(
-                    "engine rebuild read failed engine=%d attempt=%d "
-                    "retry_in_s=%.2f error=%s",
-                    self.index,
-                    attempt,
-                    wait_s,
-                    exc,
-                )
-                await asyncio.sleep(wait_s)
-                backoff_s = min(2 * backoff_s, max_backoff_s)
-
-    def _read_owned_partitions(self) -> list[LogEntry]:
-        topic = self.topics.match_events
-        partitions = self.owned_partitions()
-        return list(
-            read_partitions(self.settings.kafka, self.bootstrap, topic, partitions)
-        )
-
     # Commands
 
     async def create_match(
@@ -263,14 +235,7 @@ class EngineCore:
         invite = self._new_invite_code() if resolved.humans > 1 else None
         self.matches[match_id] = MatchState(match_id)
         self.logs[match_id] = []
-
-        def decide(state: MatchState, ctx: Context) -> list[Payload]:
-            created = create_match(resolved, ctx.now, invite)
-            scratch = MatchState(match_id)
-            for payload in created:
-                evolve(scratch, payload)
-            return [*created, *join_match(scratch, player_id, token_sha256, ctx)]
-
+        decide = creation(match_id, resolved, invite, player_id, token_sha256)
         try:
             outcome = await self.execute(match_id, decide)
         except Exception:
@@ -323,7 +288,7 @@ class EngineCore:
         return (await self.execute_steps(match_id, [(decide, causation_id)]))[0]
 
     async def execute_steps(
-        self, match_id: str, steps: Sequence[tuple[Decide, uuid.UUID | None]]
+        self, match_id: str, steps: Sequence[Step]
     ) -> list[Outcome]:
         """Decide several commands in order, then append all their events at once.
 
@@ -339,62 +304,27 @@ class EngineCore:
             state = self.matches.get(match_id)
             if state is None:
                 raise UnknownMatch(match_id)
-            outcomes, decided = self._decide_steps(match_id, state, steps)
+            outcomes, decided = decide_steps(
+                match_id, state, steps, self.context(), self.seq(match_id)
+            )
             if decided:
                 await self._append(match_id, state, decided)
+        # Sent outside the lock, so the match's next command does not wait
+        # for the broker to confirm the robots' commands.
         if decided:
             await self._send_robot_commands(match_id)
         seq = self.seq(match_id)
         return [o if not o.ok else Outcome(True, match_id, seq=seq) for o in outcomes]
 
-    def _decide_steps(
-        self,
-        match_id: str,
-        state: MatchState,
-        steps: Sequence[tuple[Decide, uuid.UUID | None]],
-    ) -> tuple[list[Outcome], list[tuple[Payload, uuid.UUID | None]]]:
-        ctx = self.context()
-        # Later steps decide against a scratch state that has the earlier
-        # steps' events folded in; a single step needs no scratch.
-        scratch = state.copy() if len(steps) > 1 else state
-        outcomes: list[Outcome] = []
-        decided: list[tuple[Payload, uuid.UUID | None]] = []
-        for number, (decide, causation_id) in enumerate(steps, start=1):
-            try:
-                payloads = decide(scratch, ctx)
-            except RuleViolation as exc:
-                seq = self.seq(match_id)
-                outcomes.append(Outcome(False, match_id, exc.code, exc.message, seq))
-                continue
-            outcomes.append(Outcome(True, match_id))
-            decided += [(p, causation_id) for p in payloads]
-            if number < len(steps):
-                for payload in payloads:
-                    evolve(scratch, payload)
-        return outcomes, decided
-
-    async def _append(
-        self,
-        match_id: str,
-        state: MatchState,
-        decided: list[tuple[Payload, uuid.UUID | None]],
-    ) -> None:
-        correlation = uuid.uuid5(_CORRELATION, match_id)
-        events = [
-            new_event(
-                p,
-                match_id=match_id,
-                producer=f"engine-{self.index}",
-                causation_id=causation_id,
-                correlation_id=correlation,
-            )
-            for p, causation_id in decided
-        ]
+    async def _append(self, match_id: str, state: MatchState, decided: Decided) -> None:
+        events = match_events(match_id, decided, self._producer_name)
         try:
             await self.producer.append_many(
                 [(self.topics.match_events, e) for e in events]
             )
         except DeliveryError:
+            # Each event is confirmed on its own, so the broker may have kept
+            # some of them: only the log can say which, so it is read back.
             logger.warning("append failed match_id=%s; reloading from log", match_id)
             await self._reload(match_id)
             raise
@@ -411,66 +341,40 @@ class EngineCore:
                 state.phase,
             )
         self._index(match_id, state)
-        self._notify(match_id)
+        self._signals.changed(match_id)
 
     async def _reload(self, match_id: str) -> None:
-        from events.reader import read_match
-
-        events = await asyncio.to_thread(
-            read_match, self.settings.kafka, self.bootstrap, match_id
-        )
+        events = await self._log.read_match(match_id)
         state = MatchState(match_id)
         for event in events:
             state.apply(event)
         self.matches[match_id] = state
         self.logs[match_id] = events
-        self._notify(match_id)
-
-    # Robots
+        self._signals.changed(match_id)
 
     async def _send_robot_commands(self, match_id: str) -> None:
         state = self.matches.get(match_id)
-        if state is None:
-            return
-        fresh = pending_robot_commands(state, self.sent_commands)
-        if not fresh:
-            return
-        self.sent_commands.update(c.command_id for c in fresh)
-        records = [
-            (
-                self._command_topic(c.persona),
-                new_event(c, match_id=match_id, producer=f"engine-{self.index}"),
-            )
-            for c in fresh
-        ]
-        try:
-            await self.producer.append_many(records)
-        except DeliveryError as exc:
-            self.sent_commands.difference_update(c.command_id for c in fresh)
-            logger.warning(
-                "robot commands not sent match_id=%s error=%s", match_id, exc
-            )
-
-    def _command_topic(self, persona: str) -> TopicSettings:
-        topic = self._command_topics.get(persona)
-        return topic or self.topics.persona_commands(persona)
+        if state is not None:
+            await self._robot_commands.send(match_id, state)
 
     # Deadlines and housekeeping
 
     async def tick(self) -> None:
         """Close every phase whose deadline passed; evict old ended matches."""
         now = self.now()
-        for match_id in self.deadlines.pop_due(now):
+        for match_id in self.timetable.due(now):
+            # The queue may hold deadlines the match has since moved past;
+            # ``advance`` decides from the live state whether any is due.
             state = self.matches.get(match_id)
             if state is None or state.phase == "ended":
                 continue
             try:
                 await self.execute(match_id, advance)
             except DeliveryError:
-                self.deadlines.push(now + timedelta(seconds=0.5), match_id)
+                self.timetable.retry(match_id, now)
         self._gauge_active()
         retention = timedelta(seconds=self.settings.engine.ended_retention_s)
-        for match_id in self._ended_before(now - retention):
+        for match_id in self.timetable.ended_before(now - retention):
             self._evict(match_id)
 
     def _gauge_active(self) -> None:
@@ -482,33 +386,20 @@ class EngineCore:
         active = sum(1 for s in self.matches.values() if s.phase != "ended")
         engine_metrics().active_matches.set(active, {"engine": str(self.index)})
 
-    def _ended_before(self, cutoff: datetime) -> list[str]:
-        # ``ended_at`` is kept in order of end time, so the scan stops at the
-        # first match still inside the retention window.
-        expired: list[str] = []
-        for match_id, ended in self.ended_at.items():
-            if ended >= cutoff:
-                break
-            expired.append(match_id)
-        return expired
-
     def _index(self, match_id: str, state: MatchState) -> None:
-        deadline = state.deadline()
-        if deadline is not None:
-            self.deadlines.push(deadline, match_id)
+        self.timetable.note(match_id, state, self.now())
+        # An invite code seats players only while its match is in the lobby.
         if state.phase != "lobby" and state.settings and state.settings.invite_code:
             self.invites.pop(state.settings.invite_code, None)
         elif state.phase == "lobby" and state.settings and state.settings.invite_code:
             self.invites[state.settings.invite_code] = match_id
-        if state.phase == "ended":
-            self.ended_at.setdefault(match_id, self.now())
 
     def _evict(self, match_id: str) -> None:
         self.matches.pop(match_id, None)
         self.logs.pop(match_id, None)
-        self.ended_at.pop(match_id, None)
+        self.timetable.forget(match_id)
         self._locks.pop(match_id, None)
-        self._changed.pop(match_id, None)
+        self._signals.forget(match_id)
 
     # Reading
 
@@ -524,9 +415,7 @@ class EngineCore:
         if match_id not in self.logs:
             raise UnknownMatch(match_id)
         if self.seq(match_id) <= after and wait_s > 0:
-            signal = self._changed.setdefault(match_id, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), wait_s)
+            await self._signals.wait_for(match_id, wait_s)
         return list(self.logs.get(match_id, [])[after:])
 
     async def events_since_many(
@@ -541,19 +430,13 @@ class EngineCore:
         """
         found = self._events_after(cursors)
         if not found and wait_s > 0:
-            if self._any_change is None:
-                self._any_change = asyncio.Event()
-            signal = self._any_change
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), wait_s)
+            await self._signals.wait_any(wait_s)
             found = self._events_after(cursors)
         return found
 
     def wake(self) -> None:
         """End every ``events_since_many`` wait now."""
-        signal, self._any_change = self._any_change, None
-        if signal is not None:
-            signal.set()
+        self._signals.wake()
 
     def _events_after(
         self, cursors: dict[str, int]
@@ -571,12 +454,6 @@ class EngineCore:
             elif len(log) > after:
                 found[match_id] = log[after:]
         return found
-
-    def _notify(self, match_id: str) -> None:
-        signal = self._changed.pop(match_id, None)
-        if signal is not None:
-            signal.set()
-        self.wake()
 
     # Helpers
 
@@ -613,5 +490,5 @@ class EngineCore:
             "phases": dict(phases),
             "set_aside": sorted(self.set_aside),
             "open_invites": len(self.invites),
-            "deadlines_queued": len(self.deadlines),
+            "deadlines_queued": len(self.timetable),
         }

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-import actors._engine_core as engine_core
+import actors._engine_log as engine_log
 from actors._engine_core import EngineCore, MatchSetAside
 from configs import EngineSettings, load_settings
 from events import BrokerError, Envelope, new_event
@@ -177,7 +177,7 @@ async def test_engine_core_rebuild_resumes_robots_of_good_matches_only(
     core, producer = new_core()
     unfinished, bad = running(6), poison(7)
     entries = interleaved(played(8), unfinished, bad)
-    monkeypatch.setattr(engine_core, "read_partitions", lambda *_a: iter(entries))
+    monkeypatch.setattr(engine_log, "read_partitions", lambda *_a: iter(entries))
 
     count = await core.rebuild()
 
@@ -202,9 +202,9 @@ async def test_engine_core_rebuild_retries_a_broker_failure_with_backoff(
             raise BrokerError("cannot read match-events from unused:9092: down")
         return iter(entries)
 
-    monkeypatch.setattr(engine_core, "read_partitions", flaky_read)
+    monkeypatch.setattr(engine_log, "read_partitions", flaky_read)
 
-    with caplog.at_level(logging.WARNING, logger="actors._engine_core"):
+    with caplog.at_level(logging.WARNING, logger="actors._engine_log"):
         count = await core.rebuild(first_backoff_s=0.001, max_backoff_s=0.002)
 
     assert count == 1
