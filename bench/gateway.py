@@ -243,10 +243,14 @@ def haproxy_env(folder: Path) -> dict[str, str]:
     """Environment of a Ray whose Serve proxy is HAProxy, with private files.
 
     HAProxy's config, admin socket and state default to /tmp/haproxy-serve,
-    which another Ray on the same machine would share.
+    which another Ray on the same machine would share, and its metrics and
+    stats listen on fixed ports (9101, 8404), which a running `make run`
+    holds: this Ray gets free ones.
     """
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
