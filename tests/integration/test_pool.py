@@ -278,6 +278,40 @@ async def test_pool_dead_letters_a_command_whose_body_does_not_decode(
     assert bad.payload.command_id not in answered  # type: ignore[union-attr]
 
 
+async def test_pool_counts_the_answers_its_fallback_brain_gave(
+    kafka: KafkaSettings, broker: EmbeddedBroker, namespace: str, tmp_path: Path
+) -> None:
+    # A Bedrock brain with no credentials here: every call fails at once and
+    # the offline brain answers, flagged as a fallback all the way through.
+    personas = write_personas(
+        tmp_path,
+        brain={
+            "kind": "bedrock",
+            "model_id": "test-model",
+            "region": "us-east-1",
+            "max_attempts": 1,
+        },
+    )
+    settings = pool_settings(kafka, personas)
+    producer = EventProducer(kafka, broker.bootstrap)
+    results = await collect(kafka, broker, "robot_events", producer)
+    (orchestrator,) = await start(settings, broker, namespace)
+    sent = commands(20)
+
+    await producer.append_many(
+        [(kafka.topics.persona_commands(PERSONA), e) for e in sent]
+    )
+    await wait_for(answered_once(results, sent), 90, "20 answers")
+    status = (await orchestrator.status.remote())["personas"][PERSONA]
+    await results.stop()
+    producer.close()
+
+    answers = payloads(results, AnswerGenerated)
+    assert len(answers) == 20
+    assert all(a.fallback and a.brain == "bedrock" for a in answers)
+    assert (status["answered"], status["fallbacks"], status["failed"]) == (20, 20, 0)
+
+
 async def test_pool_worker_killed_mid_command_is_answered_once(
     kafka: KafkaSettings, broker: EmbeddedBroker, namespace: str, tmp_path: Path
 ) -> None:
