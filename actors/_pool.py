@@ -198,35 +198,23 @@ class PersonaPool:
             self._seen.popitem(last=False)
         if payload.deadline <= now:
             self.stats.expired += 1
-            self._spawn(self._expire(record, payload))
+            self._spawn(self._expire(record))
             return False
         return True
 
-    async def _expire(self, record: Record, command: CommandHead) -> None:
-        await self._publish(
-            [
-                (
-                    record,
-                    self._failure(
-                        record, "deadline passed before a worker took the command"
-                    ),
-                )
-            ]
-        )
-
-    def _failure(self, record: Record, reason: str) -> bytes:
-        """An encoded ``generation_failed`` for a command no worker answered."""
+    async def _expire(self, record: Record) -> None:
+        """Answer a command whose deadline passed with a ``generation_failed``."""
         command = record.envelope.payload
         failed = GenerationFailed(
             command_id=command.command_id,
             robot_id=command.robot_id,
             seat=command.seat,
             round=command.round,
-            reason=reason,
+            reason="deadline passed before a worker took the command",
             latency_ms=0.0,
             brain="none",
         )
-        return encode(self._wrap(record, failed))
+        await self._publish([(record, encode(self._wrap(record, failed)))])
 
     async def _run_chunk(self, records: list[Record]) -> None:
         received = time.monotonic()

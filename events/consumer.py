@@ -49,7 +49,10 @@ Record = Delivered[Envelope]
 
 
 class GroupConsumer(Generic[T]):
-    """Consumes envelopes in batches; ``done(record)`` makes them committable.
+    """Consumes records in batches; ``done(record)`` makes them committable.
+
+    Each record is read by the ``decoder`` it was given (``EventConsumer``:
+    the codec's whole-envelope decode).
 
     A poll task of its own keeps calling the broker whatever the pace of
     processing, so slow work never exceeds ``max.poll.interval.ms``; when
@@ -221,9 +224,13 @@ class GroupConsumer(Generic[T]):
 
     async def dead_letter(self, record: Delivered[T], reason: str) -> None:
         """Set aside a record found bad after it was handed out, and mark it done."""
-        key = record.key
         await self._write_dead_letter(
-            record.topic, record.partition, record.offset, key, record.value, reason
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            reason,
         )
 
     async def _dead_letter(self, message: Message, reason: str) -> None:
