@@ -205,8 +205,15 @@ async def test_pool_results_waiting_out_think_time_do_not_grow_the_pool(
     personas = write_personas(
         tmp_path, pool={"min_workers": 1, "max_workers": 4, "target_in_flight": 50}
     )
+    # The burst itself is lag for a moment, longer on a slow machine; only
+    # demand held for 3 s grows the pool, and the think time lasts 4.5 s
+    # at least, so counting it would still grow the pool.
     settings = pool_settings(
-        kafka, personas, think_time_scale=1.0, cap_workers_to_cpus=False
+        kafka,
+        personas,
+        think_time_scale=1.0,
+        cap_workers_to_cpus=False,
+        upscale_delay_s=3.0,
     )
     producer = EventProducer(kafka, broker.bootstrap)
     results = await collect(kafka, broker, "robot_events", producer)
