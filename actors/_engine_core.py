@@ -29,7 +29,7 @@ from actors._metrics import engine_metrics
 from actors.engines import engine_index, invite_engine
 from actors.errors import ActorsError, MatchSetAside, UnknownMatch, WrongEngine
 from configs import AppSettings
-from events import DeliveryError, Envelope
+from events import DeliveryError, Envelope, encode
 from events.producer import EventProducer
 from events.reader import LogEntry
 from game import (
@@ -97,6 +97,7 @@ class EngineCore:
         self._log = MatchLog(settings, bootstrap, index, self.rng)
         self._signals = ChangeSignals()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._sending: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
         self._gauged_at = float("-inf")
         self.started_at = datetime.now(UTC)
@@ -309,10 +310,11 @@ class EngineCore:
             )
             if decided:
                 await self._append(match_id, state, decided)
-        # Sent outside the lock, so the match's next command does not wait
-        # for the broker to confirm the robots' commands.
+        # Sent outside the lock and not awaited: neither the match's next
+        # command nor the caller waits for the broker to confirm the robots'
+        # commands. Under load that confirmation was half of every call.
         if decided:
-            await self._send_robot_commands(match_id)
+            self._spawn_robot_commands(match_id)
         seq = self.seq(match_id)
         return [o if not o.ok else Outcome(True, match_id, seq=seq) for o in outcomes]
 
@@ -333,7 +335,11 @@ class EngineCore:
             state.apply(event)
             self.logs[match_id].append(event)
         if state.phase != before:
-            logger.info(
+            # A match's start and end are worth a line at INFO; each of its
+            # dozen phase changes is not, with hundreds of matches at once.
+            start_or_end = before in ("new", "lobby") or state.phase == "ended"
+            logger.log(
+                logging.INFO if start_or_end else logging.DEBUG,
                 "match state match_id=%s round=%d state=%s->%s",
                 match_id,
                 len(state.rounds),
@@ -351,6 +357,23 @@ class EngineCore:
         self.matches[match_id] = state
         self.logs[match_id] = events
         self._signals.changed(match_id)
+
+    def _spawn_robot_commands(self, match_id: str) -> None:
+        task = asyncio.create_task(self._send_robot_commands(match_id))
+        self._sending.add(task)
+        task.add_done_callback(self._robot_commands_sent)
+
+    def _robot_commands_sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # A broker refusal is logged by the sender and retried on the
+            # match's next change; anything else is a bug worth a trace.
+            logger.error("robot commands not sent", exc_info=error)
+
+    async def robot_commands_sent(self) -> None:
+        """Wait until every robot command send under way has finished."""
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def _send_robot_commands(self, match_id: str) -> None:
         state = self.matches.get(match_id)
@@ -420,13 +443,15 @@ class EngineCore:
 
     async def events_since_many(
         self, cursors: dict[str, int], wait_s: float = 0.0
-    ) -> dict[str, list[Envelope] | ActorsError]:
+    ) -> dict[str, list[bytes] | ActorsError]:
         """New events of several matches, each after its own sequence number.
 
         Waits up to ``wait_s`` for a change to any match of this engine (or a
         ``wake``) when none has new events. Only matches with new events or
         an error are in the answer; an error (``UnknownMatch``,
         ``MatchSetAside``, ``WrongEngine``) stands for its match alone.
+        Events come encoded by the codec, as they are in Kafka: encoding
+        and decoding one cost 7 us against 20 for pickling the model.
         """
         found = self._events_after(cursors)
         if not found and wait_s > 0:
@@ -440,8 +465,8 @@ class EngineCore:
 
     def _events_after(
         self, cursors: dict[str, int]
-    ) -> dict[str, list[Envelope] | ActorsError]:
-        found: dict[str, list[Envelope] | ActorsError] = {}
+    ) -> dict[str, list[bytes] | ActorsError]:
+        found: dict[str, list[bytes] | ActorsError] = {}
         for match_id, after in cursors.items():
             log = self.logs.get(match_id)
             if log is None:
@@ -452,7 +477,7 @@ class EngineCore:
                 except ActorsError as exc:
                     found[match_id] = exc
             elif len(log) > after:
-                found[match_id] = log[after:]
+                found[match_id] = [encode(event) for event in log[after:]]
         return found
 
     # Helpers

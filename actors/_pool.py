@@ -42,6 +42,7 @@ _WORKER_FAILURES = (RayActorError, ActorUnavailableError)
 # The pool reads only a command's head; workers decode the rest.
 Record = Delivered[CommandEnvelopeHead]
 _DEADLINE_MARGIN_S = 1.0
+_FAILED = GenerationFailed.model_fields["type"].default
 _MAX_ATTEMPTS = 3
 
 
@@ -122,6 +123,10 @@ class PersonaPool:
         self._worker_ready = asyncio.Event()
         self._rng = random.Random(settings.pool.seed)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._metrics = pool_metrics()
+        self._tags = {"persona": persona.name}
+        think, scale = persona.think_time, settings.pool.think_time_scale
+        self._thinks = scale > 0 and (think.answer_mean_s > 0 or think.vote_mean_s > 0)
 
     def _bounds(self, pools: int) -> PoolBounds:
         pool = self.settings.pool
@@ -269,6 +274,8 @@ class PersonaPool:
             await self._worker_ready.wait()
 
     def _think_delay(self, command: CommandHead, received: float) -> float:
+        if not self._thinks:
+            return 0.0
         think = self.persona.think_time
         if command.type == "generate_answer":
             mean = think.answer_mean_s
@@ -310,20 +317,18 @@ class PersonaPool:
                 "result not published persona=%s error=%s", self.persona.name, exc
             )
             return
-        for record, _ in pairs:
-            self.consumer.done(record)
+        self.consumer.done_many([record for record, _ in pairs])
 
     def _record_stats(self, kind: str, latency_ms: float, fallback: bool) -> None:
-        if kind == GenerationFailed.model_fields["type"].default:
+        if kind == _FAILED:
             self.stats.failed += 1
             return
-        tags = {"persona": self.persona.name}
         self.stats.answered += 1
         self.stats.latencies_ms.append(latency_ms)
-        pool_metrics().latency_ms.observe(latency_ms, tags)
+        self._metrics.latency_ms.observe(latency_ms, self._tags)
         if fallback:
             self.stats.fallbacks += 1
-            pool_metrics().fallbacks.inc(1, tags)
+            self._metrics.fallbacks.inc(1, self._tags)
 
     def _wrap(self, record: Record, payload: Payload) -> Envelope:
         return new_event(

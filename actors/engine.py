@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from actors._engine_core import Decide, EngineCore, Outcome
+from actors._heap import HeapKeeper
 from actors._logging import setup_logging
 from actors.errors import ActorsError
 from configs import AppSettings
@@ -45,6 +46,8 @@ class MatchEngine:
             partitions=self._core.owned_partitions(),
         )
         self._chains: dict[str, asyncio.Task[None]] = {}
+        self._heap = HeapKeeper()
+        self._heap.start()
         start = asyncio.get_running_loop().create_task(self._run())
         start.add_done_callback(self._exit_if_failed)
         self._tasks = [start]
@@ -180,7 +183,7 @@ class MatchEngine:
 
     async def events_since_many(
         self, cursors: dict[str, int], wait_s: float = 0.0
-    ) -> dict[str, list[Envelope] | ActorsError]:
+    ) -> dict[str, list[bytes] | ActorsError]:
         """New events of several matches, each after its own sequence number.
 
         Args:
@@ -188,8 +191,9 @@ class MatchEngine:
             wait_s: how long to wait for a change when nothing is new.
 
         Returns:
-            Each match with new events, or with the error that stands for it
-            (``UnknownMatch``, ``MatchSetAside``, ``WrongEngine``).
+            Each match with its new events, encoded by the codec, or with
+            the error that stands for it (``UnknownMatch``,
+            ``MatchSetAside``, ``WrongEngine``).
         """
         await self._core.ready.wait()
         return await self._core.events_since_many(cursors, wait_s)
@@ -206,6 +210,8 @@ class MatchEngine:
         """Stop consuming and flush the producer (before a planned kill)."""
         for task in self._tasks:
             task.cancel()
+        self._heap.stop()
+        await self._core.robot_commands_sent()
         await self._results.close()
         self._core.producer.close()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import ray
 
+from actors._heap import HeapKeeper
 from actors._logging import setup_logging
 from actors._pool import PersonaPool
 from actors.personas import PersonaBook
@@ -48,6 +49,8 @@ class Orchestrator:
         }
         self._ready = asyncio.Event()
         self._tasks = [asyncio.get_running_loop().create_task(self._run())]
+        self._heap = HeapKeeper()
+        self._heap.start()
 
     async def _run(self) -> None:
         await asyncio.gather(*(pool.start() for pool in self.pools.values()))
@@ -106,6 +109,7 @@ class Orchestrator:
         """Leave the groups, stop the workers and flush the producer."""
         for task in self._tasks:
             task.cancel()
+        self._heap.stop()
         await asyncio.gather(*(pool.stop() for pool in self.pools.values()))
         self.producer.close()
 

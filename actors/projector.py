@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 from actors._figures import percentile
+from actors._heap import HeapKeeper
 from actors._logging import setup_logging
 from configs import AppSettings
 from events import Envelope, Payload
@@ -272,6 +273,8 @@ class HistoryProjector:
         self._ready = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._consume(k)) for k in self.consumers]
+        self._heap = HeapKeeper()
+        self._heap.start()
 
     async def _consume(self, kind: str) -> None:
         consumer = self.consumers[kind]

@@ -179,7 +179,14 @@ class GroupConsumer(Generic[T]):
                 logger.warning("poll failed group=%s error=%s", self.group_id, exc)
                 await asyncio.sleep(0.5)
                 continue
-            batch = [r for m in messages if (r := await self._accept(m)) is not None]
+            batch: list[Delivered[T]] = []
+            poison: list[tuple[Message, str]] = []
+            for message in messages:
+                record = self._accept(message, poison)
+                if record is not None:
+                    batch.append(record)
+            for message, reason in poison:
+                await self._dead_letter(message, reason)
             if batch:
                 self._buffered += len(batch)
                 self._queue.put_nowait(batch)
@@ -194,7 +201,11 @@ class GroupConsumer(Generic[T]):
             return []
         return [first, *self._consumer.consume(self._max_batch - 1, 0)]
 
-    async def _accept(self, message: Message) -> Delivered[T] | None:
+    def _accept(
+        self, message: Message, poison: list[tuple[Message, str]]
+    ) -> Delivered[T] | None:
+        # Not a coroutine: a batch of hundreds of records is read without a
+        # coroutine per record; what does not decode waits in ``poison``.
         error = message.error()
         if error is not None:
             if error.fatal():
@@ -210,7 +221,7 @@ class GroupConsumer(Generic[T]):
         try:
             decoded = self._decoder(value)
         except EventDecodeError as exc:
-            await self._dead_letter(message, str(exc))
+            poison.append((message, str(exc)))
             return None
         key = message.key()
         return Delivered(

@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from actors._heap import HeapKeeper
 from actors._logging import setup_logging
 from actors.broker_keeper import backbone_address
 from actors.engines import NAMESPACE, start_engines
@@ -74,6 +75,8 @@ class Gateway:
             },
         )
         self._sweeper = asyncio.create_task(self._sweep_feeds())
+        self._heap = HeapKeeper()
+        self._heap.start()
         logger.info("gateway ready broker=%s", parts["bootstrap"])
 
     def __serve_build_asgi_app__(self) -> Starlette:

@@ -12,7 +12,7 @@ from typing import Any
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from actors.errors import ActorsError
-from events import Envelope
+from events import Envelope, decode
 from game import MatchState
 from serve_app.views import is_public
 
@@ -210,14 +210,20 @@ class EngineFollower:
             self._deliver(cursors, found)
 
     def _deliver(
-        self, cursors: dict[str, int], found: dict[str, list[Envelope] | Exception]
+        self, cursors: dict[str, int], found: dict[str, list[bytes] | Exception]
     ) -> None:
-        for match_id, events in found.items():
+        for match_id, records in found.items():
             feed = self._feeds.get(match_id)
             if feed is None or feed.engine_seq != cursors[match_id]:
                 continue  # dropped, or replaced by a fresh feed meanwhile
-            if isinstance(events, Exception):
-                feed.lose(events)
+            try:
+                if isinstance(records, Exception):
+                    raise records
+                events = [decode(record) for record in records]
+            except Exception as exc:
+                # The engine's error for the match, or a record it could not
+                # have written: a fresh feed asks again from the start.
+                feed.lose(exc)
                 self.remove(match_id)
                 continue
             feed.take(events)

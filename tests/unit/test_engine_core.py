@@ -7,6 +7,7 @@ and a reader that returns the entries, so neither Kafka nor Ray runs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pickle
 import random
@@ -18,8 +19,9 @@ import pytest
 
 import actors._engine_log as engine_log
 from actors._engine_core import EngineCore, MatchSetAside
+from actors.errors import UnknownMatch, WrongEngine
 from configs import EngineSettings, load_settings
-from events import BrokerError, Envelope, new_event
+from events import BrokerError, Envelope, decode, new_event
 from events.match_events import AnswerSubmitted, PlayerJoined, VotingOpened
 from events.populate import play_match
 from events.producer import Appended, EventProducer
@@ -213,3 +215,56 @@ async def test_engine_core_rebuild_retries_a_broker_failure_with_backoff(
     retries = [r.getMessage() for r in caplog.records if "read failed" in r.msg]
     assert len(retries) == 2
     assert "attempt=1" in retries[0] and "attempt=2" in retries[1]
+
+
+class GatedProducer(RecordingProducer):
+    """Holds robot commands until ``gate`` opens; match events pass at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def append_many(
+        self, records: Sequence[tuple[TopicSettings, Envelope]]
+    ) -> list[Appended]:
+        if any(e.type.startswith("generate_") for _, e in records):
+            await self.gate.wait()
+        return await super().append_many(records)
+
+
+async def test_engine_core_answers_before_the_robot_commands_are_confirmed() -> None:
+    producer = GatedProducer()
+    core = EngineCore(0, SETTINGS, "unused:9092", random.Random(0), producer)
+    match = running(11)
+    match_id = match[0].key
+    core.restore(interleaved(match))
+    human = next(
+        e.payload.player_id for e in match if isinstance(e.payload, PlayerJoined)
+    )
+
+    outcome = await asyncio.wait_for(
+        core.submit_answer(match_id, human, "a sandwich with crisps", "c-1"), 5
+    )
+
+    assert outcome.ok
+    assert [e.type for _, e in producer.appended] == ["answer_submitted"]
+    producer.gate.set()
+    await asyncio.wait_for(core.robot_commands_sent(), 5)
+    commands = [e for _, e in producer.appended if e.type == "generate_answer"]
+    assert len(commands) == len(core.matches[match_id].robot_seats())
+    assert {e.key for e in commands} == {match_id}
+
+
+async def test_engine_core_hands_out_new_events_encoded() -> None:
+    core, _ = new_core()
+    ended, unfinished = played(12), running(13)
+    core.restore(interleaved(ended, unfinished))
+    cursors = {ended[0].key: 3, unfinished[0].key: len(unfinished), "m-elsewhere": 0}
+
+    found = await core.events_since_many(cursors)
+
+    assert set(found) == {ended[0].key, "m-elsewhere"}
+    records = found[ended[0].key]
+    assert isinstance(records, list)
+    assert [decode(r) for r in records] == core.logs[ended[0].key][3:]
+    assert isinstance(found["m-elsewhere"], UnknownMatch | WrongEngine)
