@@ -69,6 +69,7 @@ class PoolStats:
     expired: int = 0
     duplicates: int = 0
     replaced: int = 0
+    worker_calls: int = 0
 
 
 class PersonaPool:
@@ -230,6 +231,7 @@ class PersonaPool:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             slot = await self._pick_worker()
             slot.in_flight += len(records)
+            self.stats.worker_calls += 1
             try:
                 results: list[WireResult | str] = await slot.handle.generate.remote(
                     commands
@@ -481,6 +483,7 @@ class PersonaPool:
             "expired": stats.expired,
             "duplicates": stats.duplicates,
             "replaced": stats.replaced,
+            "worker_calls": stats.worker_calls,
             "bounds": self.policy.bounds.model_dump(),
         }
 

@@ -66,6 +66,11 @@ class Figures:
     latency_ms: dict[str, list[float]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    # The same latencies by round number: the first round carries the storm
+    # of every match being created at once.
+    by_round: dict[str, dict[int, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
     seen: dict[str, list[list[tuple[int, str]]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -75,6 +80,11 @@ class Figures:
     frames: list[dict[str, Any]] = field(default_factory=list)
     record_frames: bool = False
     stuck: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, name: str, number: int, ms: float) -> None:
+        """A latency of round ``number``, overall and by round."""
+        self.latency_ms[name].append(ms)
+        self.by_round[name][number].append(ms)
 
 
 class Human:
@@ -227,7 +237,7 @@ class Human:
                 or v["answered"] >= seats
             )
         )
-        self.figures.latency_ms["answer_to_robots"].append(_ms(started))
+        self.figures.record("answer_to_robots", number, _ms(started))
 
     async def vote(self, number: int) -> None:
         await self.until(lambda v: v["round"] != number or v["phase"] != "answering")
@@ -245,7 +255,7 @@ class Human:
              "command_id": f"v{number}"}
         )  # fmt: skip
         await self.until(lambda v: v["round"] != number or v["phase"] != "voting")
-        self.figures.latency_ms["vote_to_scored"].append(_ms(started))
+        self.figures.record("vote_to_scored", number, _ms(started))
 
 
 async def play_match(
@@ -368,6 +378,16 @@ async def run(
                 "count": len(values),
             }
             for name, values in sorted(figures.latency_ms.items())
+        },
+        "latency_by_round_ms": {
+            name: {
+                str(number): {
+                    "p50": percentile(values, 0.50),
+                    "p99": percentile(values, 0.99),
+                }
+                for number, values in sorted(rounds.items())
+            }
+            for name, rounds in sorted(figures.by_round.items())
         },
         "pool": pool,
     }

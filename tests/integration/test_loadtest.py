@@ -33,3 +33,6 @@ async def test_loadtest_concurrent_matches_lose_nothing(
     assert results["phantom_events"] == 0
     assert results["kafka_events"] >= matches * 40
     assert results["latency_ms"]["answer_to_robots"]["count"] >= matches * 5
+    rounds = results["latency_by_round_ms"]["answer_to_robots"]
+    assert sorted(rounds) == ["1", "2", "3", "4", "5"]
+    assert all(r["p99"] >= r["p50"] > 0 for r in rounds.values())
