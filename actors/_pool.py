@@ -153,10 +153,42 @@ class PersonaPool:
     # Lifecycle
 
     async def start(self) -> None:
-        """Start the minimum of workers, then join the group."""
+        """Start the minimum of workers and join the group; wait for both.
+
+        Ready means a command sent now is answered at once: the group has
+        assigned its partitions (a new group holds its first join for about
+        half the session timeout) and the workers answered a ping (a worker
+        process takes a second or two to start). Without the wait the first
+        robot answers of a fresh deployment came 2.5 s late. A part not
+        ready after ``worker_start_timeout_s`` is logged, not waited for.
+        """
         await self.resize(self.persona.pool.min_workers, "starting at min_workers")
         await self.consumer.start()
         self._spawn(self._dispatch_loop())
+        timeout_s = self.settings.pool.worker_start_timeout_s
+        slots = list(self.workers.values())
+        pings = asyncio.gather(*(self._first_ping(s, timeout_s) for s in slots))
+        assigned, _ = await asyncio.gather(self.consumer.assigned(timeout_s), pings)
+        if not assigned:
+            logger.warning(
+                "no partitions assigned yet persona=%s after_s=%.0f",
+                self.persona.name,
+                timeout_s,
+            )
+
+    async def _first_ping(self, slot: WorkerSlot, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(slot.handle.ping.remote(), timeout_s)
+        except (*_WORKER_FAILURES, TimeoutError, GetTimeoutError) as exc:
+            # The health check replaces it; starting goes on without it.
+            logger.warning(
+                "worker not ready persona=%s worker_id=%s error=%s",
+                self.persona.name,
+                slot.worker_id,
+                type(exc).__name__,
+            )
+        else:
+            slot.answered = True
 
     async def stop(self) -> None:
         """Leave the group and stop every worker."""
@@ -469,6 +501,7 @@ class PersonaPool:
         stats = self.stats
         return {
             "workers": len(self._live()),
+            "workers_answered": sum(1 for s in self._live() if s.answered),
             "partitions": len(self.consumer.assignment()),
             "draining": sum(1 for s in self.workers.values() if s.draining),
             "busy": sum(1 for s in self.workers.values() if s.in_flight),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,6 +94,10 @@ class GroupConsumer(Generic[T]):
         self._paused = False
         self._poll_task: asyncio.Task[None] | None = None
         self._closing = False
+        # Set by the poll thread once the group handed this member its
+        # first assignment (possibly empty), or at once for explicit
+        # partitions.
+        self._assigned = threading.Event()
         self.dead_lettered = 0
 
     async def start(self) -> None:
@@ -102,8 +107,11 @@ class GroupConsumer(Generic[T]):
         rebalance moves them, and the group's committed offsets still apply.
         """
         if self._partitions is None:
-            self._consumer.subscribe(self._topics, on_revoke=self._on_revoke)
+            self._consumer.subscribe(
+                self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke
+            )
         else:
+            self._assigned.set()
             self._consumer.assign(
                 [
                     KafkaTopicPartition(topic, partition)
@@ -112,6 +120,15 @@ class GroupConsumer(Generic[T]):
                 ]
             )
         self._poll_task = asyncio.create_task(self._poll_loop())
+
+    async def assigned(self, timeout_s: float) -> bool:
+        """Wait until the group gave this member its partitions.
+
+        A new group holds its first join for about half the session
+        timeout; records sent meanwhile wait that long. Returns False if
+        no assignment came within ``timeout_s``.
+        """
+        return await asyncio.to_thread(self._assigned.wait, timeout_s)
 
     async def batches(self) -> AsyncIterator[list[Delivered[T]]]:
         """Yield batches of decoded records as they arrive, until closed."""
@@ -309,6 +326,16 @@ class GroupConsumer(Generic[T]):
             # The partition moved to another member in a rebalance; that member
             # resumes from the last commit and may process the record again.
             logger.debug("offsets not stored %s error=%s", positions, exc)
+
+    def _on_assign(
+        self, _consumer: Consumer, partitions: list[KafkaTopicPartition]
+    ) -> None:
+        self._assigned.set()
+        logger.info(
+            "partitions assigned group=%s partitions=%s",
+            self.group_id,
+            [(tp.topic, tp.partition) for tp in partitions],
+        )
 
     def _on_revoke(
         self, _consumer: Consumer, partitions: list[KafkaTopicPartition]

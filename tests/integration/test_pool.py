@@ -149,6 +149,23 @@ def answered_once(collector: Collector, sent: list[Envelope]) -> Callable[[], bo
     return check
 
 
+async def test_orchestrator_is_ready_only_with_partitions_and_answering_workers(
+    kafka: KafkaSettings, broker: EmbeddedBroker, namespace: str, tmp_path: Path
+) -> None:
+    # A new group holds its first join for seconds and a worker process
+    # takes a second or two to start: ready must wait for both, or the
+    # first robot commands of a fresh deployment wait for them instead.
+    personas = write_personas(tmp_path, pool={"min_workers": 1})
+    settings = pool_settings(kafka, personas)
+    [orchestrator] = await start(settings, broker, namespace)
+
+    status = await orchestrator.status.remote()
+
+    for name, persona in status["personas"].items():
+        assert persona["partitions"] >= 1, name
+        assert persona["workers_answered"] == persona["workers"] == 1, name
+
+
 async def test_pool_scales_up_on_a_burst_and_back_to_min(
     kafka: KafkaSettings, broker: EmbeddedBroker, namespace: str, tmp_path: Path
 ) -> None:

@@ -55,8 +55,13 @@ class FakeConsumer:
         self._idle = threading.Event()
         self.stored: list[tuple[str, int, int]] = []
 
-    def subscribe(self, topics: list[str], on_revoke: Callable[..., None]) -> None:
-        assert topics == [TOPIC] and callable(on_revoke)
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assign: Callable[..., None],
+        on_revoke: Callable[..., None],
+    ) -> None:
+        assert topics == [TOPIC] and callable(on_assign) and callable(on_revoke)
 
     def poll(self, timeout: float) -> FakeMessage | None:
         if self._pending:
