@@ -79,7 +79,7 @@ class Orchestrator:
                     )
 
     async def ready(self) -> bool:
-        """Wait until every pool has its minimum workers and joined its group."""
+        """Wait until every pool has its partitions and answering workers."""
         await self._ready.wait()
         return True
 
