@@ -14,7 +14,8 @@ prompt and votes, exactly as the web page does. At the end the events each
 player saw are compared with the match's events in Kafka: ``lost_events``
 and ``duplicate_events`` must both be 0. Latencies: ``connect`` (socket
 open), ``answer_to_robots`` (a human's answer sent until every seat's
-answer is in), ``vote_to_scored`` (a vote sent until the round is scored).
+answer is in), ``vote_to_scored`` (a vote sent until the round is scored),
+each also by round (``latency_by_round_ms``).
 
 By default every human acts the moment it can, so all matches move in step
 and the run is a closed loop: each phase waits on the whole backlog, and a
@@ -66,8 +67,8 @@ class Figures:
     latency_ms: dict[str, list[float]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    # The same latencies by round number: the first round carries the storm
-    # of every match being created at once.
+    # The same latencies by round number, so the first round, where every
+    # match is created at once, can be told from the rounds after it.
     by_round: dict[str, dict[int, list[float]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list))
     )
