@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from events import Envelope, encode
 from events.populate import play_match
 from game import PromptBank, TemplateBook
 from serve_app.feeds import FeedBook, MatchFeed
+from tests.unit.remote import Remote
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -25,16 +25,6 @@ def played(seed: int) -> list[Envelope]:
     return play_match(
         PromptBank.load(), TemplateBook.load(), rng, START + timedelta(seconds=seed)
     )
-
-
-class Remote:
-    """One actor method: ``remote(...)`` gives something to await."""
-
-    def __init__(self, call: Callable[..., Awaitable[Any]]) -> None:
-        self._call = call
-
-    def remote(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-        return self._call(*args, **kwargs)
 
 
 class Wake:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -34,6 +33,7 @@ from game import (
 )
 from serve_app.gateway import GatewayCore, Refused, token_hash
 from serve_app.sessions import Session
+from tests.unit.remote import Remote
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 MATCH_ID = "m-resume"
@@ -66,16 +66,6 @@ def from_actor(cause: BaseException) -> BaseException:
     """What awaiting an actor call raises when the actor raised ``cause``."""
     error = RayTaskError("method", "Traceback: ...", cause, "ray::E", 1, "10.0.0.1")
     return cast(BaseException, error.as_instanceof_cause())
-
-
-class Remote:
-    """One actor method: ``remote(...)`` gives something to await."""
-
-    def __init__(self, call: Callable[..., Awaitable[Any]]) -> None:
-        self._call = call
-
-    def remote(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-        return self._call(*args, **kwargs)
 
 
 class StandInEngine:
